@@ -1,0 +1,91 @@
+"""The Transformer VAE: shapes, padding invariance, KV cache == recomputation, z reaches the decoder."""
+import dataclasses
+
+import pytest
+import torch
+
+from vaelib.config import get_preset
+from vaelib.model import BOS_ID, EOS_ID, PAD_ID, VAE
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return VAE(get_preset("tiny").model).eval()
+
+
+def _batch(B=3, T=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 1603, (B, T), generator=g)
+    ids[:, 0] = BOS_ID
+    ids[:, -1] = EOS_ID
+    ids[1, 25] = EOS_ID
+    ids[1, 26:] = PAD_ID
+    return ids
+
+
+def test_shapes(model):
+    ids = _batch()
+    out = model(ids)
+    D, V = model.config.latent_dim, model.config.vocab_size
+    assert out["logits"].shape == (3, 39, V)
+    assert out["targets"].shape == (3, 39)
+    assert torch.equal(out["targets"], ids[:, 1:])
+    for k in ("mu", "logvar", "z"):
+        assert out[k].shape == (3, D)
+
+
+def test_padding_does_not_change_the_encoding(model):
+    ids = _batch()
+    mu_padded, lv_padded = model.encode(ids[1:2])
+    mu_trim, lv_trim = model.encode(ids[1:2, :26])
+    assert torch.allclose(mu_padded, mu_trim, atol=1e-6)
+    assert torch.allclose(lv_padded, lv_trim, atol=1e-6)
+
+
+def test_logvar_is_clamped():
+    cfg = get_preset("tiny").model
+    m = VAE(cfg).eval()
+    with torch.no_grad():
+        m.to_logvar.bias.fill_(1e4)
+    _, logvar = m.encode(_batch())
+    assert float(logvar.max()) == cfg.logvar_max
+
+
+@pytest.mark.parametrize("n_memory,z_to_input", [(1, False), (4, True)])
+def test_kv_cache_matches_recomputation(n_memory, z_to_input):
+    torch.manual_seed(1)
+    cfg = dataclasses.replace(get_preset("tiny").model, n_memory=n_memory, z_to_input=z_to_input)
+    m = VAE(cfg).eval()
+    z = torch.randn(4, cfg.latent_dim)
+    cached, uncached = m.greedy(z, 80), m.greedy(z, 80, use_cache=False)
+    assert torch.equal(cached, uncached)
+    state = m.start(z, 80)
+    stepped = torch.stack([m.step(cached[:, t], state) for t in range(cached.shape[1] - 1)], 1)
+    with torch.no_grad():
+        full = m.decode(z, cached[:, :-1])
+    assert torch.allclose(stepped, full, atol=1e-5)
+
+
+def test_decoder_output_depends_on_z(model):
+    ids = _batch()[:, :-1]
+    with torch.no_grad():
+        a = model.decode(torch.zeros(3, model.config.latent_dim), ids)
+        b = model.decode(torch.ones(3, model.config.latent_dim), ids)
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_word_dropout_only_in_training(model):
+    ids = _batch()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        a = model(ids, word_dropout=0.9, sample=False, generator=g)["logits"]
+        b = model(ids, word_dropout=0.0, sample=False)["logits"]
+    assert torch.equal(a, b)  # eval mode: no dropout of any kind
+
+
+def test_too_long_sequence_is_a_clear_error(model):
+    z = torch.zeros(1, model.config.latent_dim)
+    ids = torch.ones(1, model.config.max_len + 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="max_len"):
+        model.decode(z, ids)

@@ -1,0 +1,49 @@
+"""Audio export and notebook listening: ``write_wav`` and ``show_audio``."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def write_wav(path, audio: np.ndarray, sample_rate: int) -> Path:
+    """Write mono float audio (T,) as a 16-bit PCM WAV, atomically (temp file + rename). Returns the path."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audio = np.clip(np.nan_to_num(np.asarray(audio, np.float32).reshape(-1)), -1.0, 1.0)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    sf.write(str(tmp), audio, int(sample_rate), subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+    return path
+
+
+def show_audio(perf_or_audio, sample_rate: int = 22050, title: str = "", max_hz: float = 8000.0):
+    """Display a log-magnitude spectrogram and an ``IPython.display.Audio`` player (data embedded in the
+    notebook, so it survives nbconvert to HTML). Accepts a ``Performance`` (rendered with the built-in
+    voice) or mono audio (T,). Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Audio, display
+
+    if isinstance(perf_or_audio, np.ndarray):
+        audio = perf_or_audio.reshape(-1)
+    else:
+        from vaelib.synth import render
+
+        audio = render(perf_or_audio, sample_rate=sample_rate)
+    fig, ax = plt.subplots(figsize=(8, 2.5))
+    if np.any(audio):
+        ax.specgram(audio, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-120)
+    ax.set_ylim(0, min(max_hz, sample_rate / 2))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("Hz")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    display(fig)
+    plt.close(fig)  # displayed once above; closing stops the inline backend showing it a second time
+    # normalize=False keeps levels comparable between players; the synth's output is already within [-1, 1]
+    display(Audio(np.clip(audio, -1.0, 1.0), rate=sample_rate, normalize=False))
+    return fig

@@ -1,0 +1,222 @@
+"""The papermill pipeline on throwaway notebooks: injection, HTML, index, skipping, failures, parallel workers, CLI plan."""
+import json
+import os
+
+import nbformat
+import pytest
+
+from vaelib import pipeline
+from vaelib.pipeline import Step, plan, run_pipeline
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def write_notebook(path, parameters: str, body: str):
+    """A notebook in the project's shape: title, one tagged parameters cell, one code cell."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell(parameters)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test notebook"), params, nbformat.v4.new_code_cell(body)]
+    nbformat.write(nb, str(path))
+    return path
+
+
+WRITE_VALUE = ("import json, pathlib\n"
+               "pathlib.Path(out_file).write_text(json.dumps({'value': value}))\n"
+               "print('the value is', value * 1000)")
+
+
+@pytest.fixture
+def notebooks(tmp_path):
+    d = tmp_path / "notebooks"
+    d.mkdir()
+    write_notebook(d / "ok.ipynb", 'value: int = 1  # a number\nout_file: str = "x.json"  # where it goes', WRITE_VALUE)
+    write_notebook(d / "boom.ipynb", 'out_file: str = "x.txt"  # marker written before the failure',
+                   "import pathlib\npathlib.Path(out_file).write_text('started')\n"
+                   "raise RuntimeError('boom on purpose')")
+    write_notebook(d / "device.ipynb", 'out_file: str = "x.txt"  # records the GPU this kernel was given',
+                   "import os, pathlib\npathlib.Path(out_file).write_text(os.environ.get('CUDA_VISIBLE_DEVICES', ''))")
+    return d
+
+
+def statuses(summary):
+    return {s["name"]: s["status"] for s in summary["steps"]}
+
+
+def two_steps(out, value_a=3, value_b=4):
+    return [Step("a", "ok", {"value": value_a, "out_file": str(out / "a.json")}, outputs=(str(out / "a.json"),)),
+            Step("b", "ok", {"value": value_b, "out_file": str(out / "b.json")}, depends=("a",),
+                 inputs=(str(out / "a.json"),))]
+
+
+def test_runs_injects_converts_indexes_then_skips_and_reruns(notebooks, tmp_path):
+    out = tmp_path / "out"
+    summary = run_pipeline(two_steps(out), notebooks, out, config={"preset": "tiny", "seeds": [0]})
+    assert summary["ok"] and statuses(summary) == {"a": "ok", "b": "ok"}
+    assert json.loads((out / "a.json").read_text()) == {"value": 3}  # injected, not the default 1
+    executed = nbformat.read(str(out / "notebooks" / "a.ipynb"), as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    page = (out / "notebooks" / "a.html").read_text()
+    assert "the value is 3000" in page  # the executed output, rendered
+    index = (out / "index.html").read_text()
+    assert 'href="notebooks/a.html"' in index and 'href="notebooks/b.html"' in index
+    assert "All steps succeeded" in index and "tiny" in index
+    record = json.loads((out / "run_record.json").read_text())
+    assert record["seeds"] == [0] and set(record["steps"]) == {"a", "b"} and record["packages"]["papermill"]
+    assert json.loads((out / "pipeline.json").read_text())["steps"][0]["parameters"]["value"] == 3
+
+    mtime = (out / "notebooks" / "b.html").stat().st_mtime_ns
+    again = run_pipeline(two_steps(out), notebooks, out)
+    assert statuses(again) == {"a": "skipped-unchanged", "b": "skipped-unchanged"} and again["ok"]
+    assert (out / "notebooks" / "b.html").stat().st_mtime_ns == mtime
+
+    changed_b = run_pipeline(two_steps(out, value_b=5), notebooks, out)
+    assert statuses(changed_b) == {"a": "skipped-unchanged", "b": "ok"}
+    assert json.loads((out / "b.json").read_text()) == {"value": 5}
+
+    # an upstream rerun reruns its dependants even when their own parameters are unchanged
+    changed_a = run_pipeline(two_steps(out, value_a=7, value_b=5), notebooks, out)
+    assert statuses(changed_a) == {"a": "ok", "b": "ok"}
+
+
+def test_deleted_output_or_edited_notebook_or_force_reruns(notebooks, tmp_path):
+    out = tmp_path / "out"
+    steps = two_steps(out)[:1]
+    run_pipeline(steps, notebooks, out)
+    (out / "a.json").unlink()  # a declared output is gone: the skip would be a lie
+    assert statuses(run_pipeline(steps, notebooks, out)) == {"a": "ok"}
+    nb = nbformat.read(str(notebooks / "ok.ipynb"), as_version=4)
+    nb.cells.append(nbformat.v4.new_markdown_cell("an edit"))
+    nbformat.write(nb, str(notebooks / "ok.ipynb"))
+    assert statuses(run_pipeline(steps, notebooks, out)) == {"a": "ok"}
+    assert statuses(run_pipeline(steps, notebooks, out)) == {"a": "skipped-unchanged"}
+    assert statuses(run_pipeline(steps, notebooks, out, force=True)) == {"a": "ok"}
+
+
+def test_failure_keeps_partial_html_blocks_dependants_only(notebooks, tmp_path):
+    out = tmp_path / "out"
+    steps = [Step("a", "ok", {"value": 1, "out_file": str(out / "a.json")}),
+             Step("boom", "boom", {"out_file": str(out / "boom.txt")}, depends=("a",)),
+             Step("after_boom", "ok", {"value": 2, "out_file": str(out / "c.json")}, depends=("boom",)),
+             Step("independent", "ok", {"value": 4, "out_file": str(out / "d.json")}, depends=("a",)),
+             Step("not_written_yet", "05_explorer", {})]
+    summary = run_pipeline(steps, notebooks, out)
+    assert not summary["ok"]
+    assert statuses(summary) == {"a": "ok", "boom": "FAILED", "after_boom": "blocked", "independent": "ok",
+                                 "not_written_yet": "missing"}
+    assert (out / "boom.txt").read_text() == "started"  # the cells before the error ran
+    partial = (out / "notebooks" / "boom.html").read_text()
+    assert "RuntimeError" in partial and "boom on purpose" in partial
+    assert (out / "a.json").exists() and (out / "d.json").exists() and not (out / "c.json").exists()
+    index = (out / "index.html").read_text()
+    assert "FAILED" in index and 'href="notebooks/boom.html"' in index and "Not complete" in index
+    assert "boom" not in json.loads((out / pipeline.STATE_FILE).read_text())  # a failure is never skipped later
+    assert statuses(run_pipeline(steps[:2], notebooks, out))["boom"] == "FAILED"
+
+
+def test_parallel_steps_get_one_device_each(notebooks, tmp_path):
+    out = tmp_path / "out"
+    steps = [Step(f"train{i}", "device", {"out_file": str(out / f"dev{i}.txt")}, parallel=True) for i in range(2)]
+    summary = run_pipeline(steps, notebooks, out, devices=["7", "9"])
+    assert summary["ok"]
+    seen = {(out / f"dev{i}.txt").read_text() for i in range(2)}
+    assert seen == {"7", "9"} == {s["device"] for s in summary["steps"]}
+
+
+def test_plan_follows_the_contract(tmp_path):
+    steps = plan("tiny", [16, 32], [0, 1], "synthetic", tmp_path / "o", n_examples=40)
+    names = [s.name for s in steps]
+    assert names == ["01_dataset_curation", "02_train_z16_s0", "02_train_z16_s1", "02_train_z32_s0",
+                     "02_train_z32_s1", "03_evaluate", "04_latent_space_z16", "04_latent_space_z32", "05_explorer",
+                     "06_listening_test"]
+    by = {s.name: s for s in steps}
+    out = (tmp_path / "o").resolve()
+    assert by["01_dataset_curation"].parameters == dict(source="synthetic", n_examples=40, seed=0, preset="tiny",
+                                                        out_dir=str(out / "data"))
+    assert by["02_train_z32_s1"].parameters["run_dir"] == str(out / "z32_s1")
+    assert by["05_explorer"].parameters["run_dir"] == str(out / "z32_s0")  # the largest latent size
+    assert set(by["03_evaluate"].depends) == {"01_dataset_curation", *[n for n in names if n.startswith("02_")]}
+    assert all(s.parallel == s.name.startswith("02_") for s in steps)
+    single = plan("tiny", [16], [3], "synthetic", out)
+    assert single[1].parameters["run_dir"] == str(out / "z16") and single[1].parameters["seed"] == 3
+    assert single[0].parameters["n_examples"] == 120  # the preset's corpus size
+
+
+STAND_INS = {  # minimal notebooks with the contract's parameter names, writing what the real ones write
+    "01_dataset_curation": ('source: str = "synthetic"  # corpus\nn_examples: int = 8  # windows\nseed: int = 0  # seed\n'
+                            'preset: str = "tiny"  # preset\nout_dir: str = "../results/nbval/data"  # where',
+                            "import json, pathlib\npathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+                            "pathlib.Path(out_dir, 'report.json').write_text(json.dumps({'n': n_examples}))"),
+    "02_train": ('preset: str = "tiny"  # p\nlatent_dim: int = 16  # z\ndata_dir: str = "d"  # data\n'
+                 'run_dir: str = "r"  # run\nseed: int = 0  # s\nepochs: int = 0  # e\nbeta_max: float = -1.0  # b\n'
+                 'max_steps: int = 0  # m',
+                 "import json, pathlib\nassert pathlib.Path(data_dir, 'report.json').exists()\n"
+                 "pathlib.Path(run_dir).mkdir(parents=True, exist_ok=True)\n"
+                 "pathlib.Path(run_dir, 'run.json').write_text(json.dumps({'latent_dim': latent_dim}))"),
+    "03_evaluate": ('preset: str = "tiny"  # p\nresults_dir: str = "r"  # runs\nlatent_dims: list = [16]  # sizes\n'
+                    'data_dir: str = "d"  # data\nlimit: int = 0  # all\nout_dir: str = "o"  # table',
+                    "import json, pathlib, base64\n"
+                    "rows = [json.loads(pathlib.Path(results_dir, f'z{d}', 'run.json').read_text()) for d in latent_dims]\n"
+                    "pathlib.Path(out_dir, 'table1.csv').write_text('latent_dim,note_f1\\n' + ''.join("
+                    "f\"{r['latent_dim']},0.5\\n\" for r in rows))\n"
+                    "pathlib.Path(out_dir, 'figures').mkdir(exist_ok=True)\n"
+                    "pathlib.Path(out_dir, 'figures', 'table1_bars.png').write_bytes(base64.b64decode("
+                    "'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='))"),
+    "04_latent_space": ('run_dir: str = "r"  # run\ndata_dir: str = "d"  # data\nlatent_dim: int = 16  # z',
+                        "import pathlib\nassert pathlib.Path(run_dir, 'run.json').exists()"),
+    "05_explorer": ('run_dir: str = "r"  # run\ndata_dir: str = "d"  # data',
+                    "import pathlib\nassert pathlib.Path(run_dir, 'run.json').exists()"),
+    "06_listening_test": ('results_dir: str = "r"  # runs\nlatent_dims: list = [16]  # sizes\n'
+                          'data_dir: str = "d"  # data\nout_dir: str = "o"  # pack',
+                          "import pathlib\npathlib.Path(out_dir).mkdir(parents=True, exist_ok=True)"),
+}
+
+
+def test_cli_runs_the_plan_and_shows_table1(tmp_path):
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    for stem, (params, body) in STAND_INS.items():
+        write_notebook(nbdir / f"{stem}.ipynb", params, body)
+    out = tmp_path / "report"
+    argv = ["--preset", "tiny", "--latent-dims", "16", "32", "--seeds", "0", "--data", "synthetic", "--out", str(out),
+            "--n-examples", "40", "--notebooks-dir", str(nbdir), "--sequential"]
+    assert pipeline.main(argv) == 0
+    assert (out / "table1.csv").read_text().splitlines() == ["latent_dim,note_f1", "16,0.5", "32,0.5"]
+    index = (out / "index.html").read_text()
+    for stem in ["01_dataset_curation", "02_train_z16", "02_train_z32", "03_evaluate", "04_latent_space_z16",
+                 "04_latent_space_z32", "05_explorer", "06_listening_test"]:
+        assert f'href="notebooks/{stem}.html"' in index and (out / "notebooks" / f"{stem}.html").exists()
+    assert "<td>32</td>" in index and 'src="figures/table1_bars.png"' in index  # Table 1 inline, figure shown
+    assert json.loads((out / "data" / "report.json").read_text()) == {"n": 40}
+    assert json.loads((out / "pipeline.json").read_text())["config"]["preset_config"]["name"] == "tiny"
+
+    # a broken notebook: exit 1, its steps FAILED with the traceback in their HTML, everything upstream kept
+    write_notebook(nbdir / "04_latent_space.ipynb", STAND_INS["04_latent_space"][0], "raise ValueError('no z')")
+    assert pipeline.main(argv) == 1
+    got = statuses(json.loads((out / "pipeline.json").read_text()))
+    assert got["04_latent_space_z16"] == got["04_latent_space_z32"] == "FAILED"
+    assert got["02_train_z16"] == got["03_evaluate"] == "skipped-unchanged" and got["05_explorer"] == "skipped-unchanged"
+    assert (out / "table1.csv").exists() and "ValueError" in (out / "notebooks" / "04_latent_space_z16.html").read_text()
+
+
+def test_key_tracks_notebook_inputs_and_salt(tmp_path):
+    nb = write_notebook(tmp_path / "n.ipynb", "x: int = 1  # x", "print(x)")
+    data = tmp_path / "report.json"
+    data.write_text("{}")
+    step = Step("s", "n", {"x": 1}, inputs=(str(data),))
+    key = pipeline.step_key(step, nb, [])
+    assert key == pipeline.step_key(step, nb, [])
+    assert key != pipeline.step_key(Step("s", "n", {"x": 2}, inputs=(str(data),)), nb, [])
+    assert key != pipeline.step_key(step, nb, [], salt="other library")
+    assert key != pipeline.step_key(step, nb, [{"key": "k", "run_id": "r"}])
+    data.write_text('{"n": 1}')
+    assert key != pipeline.step_key(step, nb, [])
+
+
+def test_find_notebook_falls_back_to_number_prefix(tmp_path):
+    write_notebook(tmp_path / "04_latent.ipynb", "x: int = 1  # x", "print(x)")
+    assert pipeline.find_notebook(tmp_path, "04_latent_space").name == "04_latent.ipynb"
+    assert pipeline.find_notebook(tmp_path, "05_explorer") is None
+    os.remove(tmp_path / "04_latent.ipynb")
+    assert pipeline.find_notebook(tmp_path, "04_latent_space") is None

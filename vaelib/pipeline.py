@@ -1,0 +1,407 @@
+"""The papermill pipeline behind ``make report``: curate, train per latent size, evaluate, and render the reports.
+
+Each step executes one notebook with papermill into ``OUT/notebooks/<step>.ipynb`` and converts it to HTML beside it.
+A step is skipped when its key (a hash of its parameters, its notebook, its upstream steps' keys and run ids, its input
+files and the library source) matches the one stored in ``OUT/.pipeline_state.json`` and its outputs exist.
+A failing notebook keeps its partial HTML (with the traceback), blocks only the steps that depend on it, and makes
+the whole run exit non-zero. With several CUDA GPUs the train steps run in parallel, one per GPU.
+
+CLI: ``python -m vaelib.pipeline --preset small --latent-dims 128 256 384 512 --seeds 0 --data synthetic --out results/small``
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import hashlib
+import html
+import json
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vaelib import report_index
+
+OK, SKIPPED, FAILED, BLOCKED, MISSING = "ok", "skipped-unchanged", "FAILED", "blocked", "missing"
+DONE = (OK, SKIPPED)  # statuses that let dependent steps run
+STATE_FILE = ".pipeline_state.json"
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One papermill execution. Paths in ``parameters``, ``inputs`` and ``outputs`` are absolute."""
+
+    name: str  # unique; the executed notebook is OUT/notebooks/<name>.ipynb
+    notebook: str  # notebook stem in the notebooks folder, e.g. "02_train"
+    parameters: dict = field(default_factory=dict)  # injected by papermill into the `parameters` cell
+    depends: tuple[str, ...] = ()  # steps that must succeed first
+    inputs: tuple[str, ...] = ()  # files or folders whose content enters the key
+    outputs: tuple[str, ...] = ()  # files that must exist (besides the notebook and HTML) for a skip
+    parallel: bool = False  # may run concurrently with its neighbours, one per GPU
+
+
+@dataclass
+class StepResult:
+    name: str
+    notebook: str
+    status: str  # OK, SKIPPED, FAILED, BLOCKED or MISSING
+    parameters: dict
+    key: str = ""
+    run_id: str = ""  # changes each time the step really executes, so dependants rerun
+    wall_sec: float = 0.0
+    ipynb: str = ""  # relative to OUT
+    html: str = ""  # relative to OUT
+    error: str = ""
+    device: str = ""  # CUDA_VISIBLE_DEVICES of the worker, "" when inherited
+
+
+# ---------------------------------------------------------------- plan
+
+def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0, epochs: int = 0,
+         max_steps: int = 0, beta_max: float = -1.0, limit: int = 0) -> list[Step]:
+    """The paper's steps: 01 once, 02 per (latent_dim, seed), 03 once, 04 per latent_dim, 05 and 06 once.
+
+    ``n_examples`` 0 takes the preset's corpus size; ``epochs`` 0, ``max_steps`` 0 and ``beta_max`` -1 take the
+    preset's training settings; ``limit`` 0 evaluates the whole test split.
+    """
+    from vaelib.config import get_preset
+
+    out = Path(out).resolve()
+    latent_dims, seeds = [int(d) for d in latent_dims], [int(s) for s in seeds]
+    cfg = get_preset(preset)
+    data_dir = str(out / "data")
+    source = data if data == "synthetic" else str(Path(data).resolve())
+    report = str(out / "data" / "report.json")
+
+    def run_dir(dim: int, seed: int) -> Path:
+        return out / (f"z{dim}" if len(seeds) == 1 else f"z{dim}_s{seed}")
+
+    steps = [Step("01_dataset_curation", "01_dataset_curation",
+                  dict(source=source, n_examples=int(n_examples or cfg.data.n_examples), seed=cfg.data.seed,
+                       preset=preset, out_dir=data_dir),
+                  inputs=() if data == "synthetic" else (source,), outputs=(report,))]
+    train = {}
+    for dim in latent_dims:
+        for seed in seeds:
+            name = f"02_train_z{dim}" + ("" if len(seeds) == 1 else f"_s{seed}")
+            train[dim, seed] = name
+            steps.append(Step(name, "02_train",
+                              dict(preset=preset, latent_dim=dim, data_dir=data_dir, run_dir=str(run_dir(dim, seed)),
+                                   seed=seed, epochs=int(epochs), beta_max=float(beta_max), max_steps=int(max_steps)),
+                              depends=("01_dataset_curation",), inputs=(report,),
+                              outputs=(str(run_dir(dim, seed) / "run.json"),), parallel=True))
+    all_runs = ("01_dataset_curation", *train.values())
+    run_records = tuple(str(run_dir(d, s) / "run.json") for d, s in train)
+    steps.append(Step("03_evaluate", "03_evaluate",
+                      dict(preset=preset, results_dir=str(out), latent_dims=latent_dims, data_dir=data_dir,
+                           limit=int(limit), out_dir=str(out)),
+                      depends=all_runs, inputs=(report, *run_records), outputs=(str(out / "table1.csv"),)))
+    for dim in latent_dims:
+        first = run_dir(dim, seeds[0])
+        steps.append(Step(f"04_latent_space_z{dim}", "04_latent_space",
+                          dict(run_dir=str(first), data_dir=data_dir, latent_dim=dim),
+                          depends=("01_dataset_curation", train[dim, seeds[0]]),
+                          inputs=(report, str(first / "run.json"))))
+    largest = run_dir(max(latent_dims), seeds[0])
+    steps.append(Step("05_explorer", "05_explorer", dict(run_dir=str(largest), data_dir=data_dir),
+                      depends=("01_dataset_curation", train[max(latent_dims), seeds[0]]),
+                      inputs=(report, str(largest / "run.json"))))
+    steps.append(Step("06_listening_test", "06_listening_test",
+                      dict(results_dir=str(out), latent_dims=latent_dims, data_dir=data_dir,
+                           out_dir=str(out / "listening")),
+                      depends=all_runs, inputs=(report, *run_records)))
+    return steps
+
+
+def find_notebook(notebooks_dir, stem: str) -> Path | None:
+    """``notebooks_dir/<stem>.ipynb``, else the one notebook sharing its number prefix (``02_*.ipynb``)."""
+    exact = Path(notebooks_dir) / f"{stem}.ipynb"
+    if exact.exists():
+        return exact
+    same_number = sorted(Path(notebooks_dir).glob(f"{stem.split('_')[0]}_*.ipynb"))
+    return same_number[0] if len(same_number) == 1 else None
+
+
+# ---------------------------------------------------------------- keys and state
+
+def fingerprint(path) -> str:
+    """Content hash of a file; for a folder, of its file names, sizes and mtimes (cheap for big MIDI folders)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_file():
+        h.update(p.read_bytes())
+    elif p.is_dir():
+        for f in sorted(q for q in p.rglob("*") if q.is_file()):
+            st = f.stat()
+            h.update(f"{f.relative_to(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    else:
+        return "missing"
+    return h.hexdigest()
+
+
+def step_key(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -> str:
+    """Hash of everything that determines a step's result; ``upstream`` holds the deps' ``{key, run_id}``."""
+    blob = json.dumps(dict(parameters=step.parameters, notebook=fingerprint(notebook), upstream=upstream,
+                           inputs={i: fingerprint(i) for i in step.inputs}, salt=salt), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def library_salt(preset: str) -> str:
+    """Hash of the vaelib sources (except the pipeline's own) and the preset, so library edits rerun the steps."""
+    from vaelib.config import get_preset
+
+    h = hashlib.sha256(get_preset(preset).to_json().encode())
+    here = Path(__file__).resolve().parent
+    for f in sorted(here.rglob("*.py")):
+        if f.name not in ("pipeline.py", "report_index.py"):
+            h.update(f.relative_to(here).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
+def load_state(out) -> dict:
+    path = Path(out) / STATE_FILE
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def save_state(out, state: dict) -> None:
+    """Atomic, so an interrupted pipeline never leaves a half-written state file."""
+    path = Path(out) / STATE_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- execution
+
+def to_html(ipynb, html_path) -> Path:
+    """Convert an executed (possibly partial) notebook to standalone HTML; images and audio are embedded."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(ipynb), as_version=4))
+    Path(html_path).write_text(body, encoding="utf-8")
+    return Path(html_path)
+
+
+def execute(step: Step, notebook: str, out: str) -> StepResult:
+    """Run one step with papermill (cwd = the notebook's folder) and convert the result to HTML.
+
+    Never raises for a notebook failure: the partial notebook is converted and the result says FAILED.
+    """
+    import papermill
+
+    out = Path(out)
+    ipynb, page = out / "notebooks" / f"{step.name}.ipynb", out / "notebooks" / f"{step.name}.html"
+    ipynb.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (ipynb, page):  # a leftover from an earlier run must not pass for this one
+        stale.unlink(missing_ok=True)
+    result = StepResult(step.name, step.notebook, OK, step.parameters, ipynb=ipynb.relative_to(out).as_posix(),
+                        html=page.relative_to(out).as_posix(), device=os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(notebook), str(ipynb), parameters=step.parameters, kernel_name="python3",
+                                   cwd=str(Path(notebook).parent), progress_bar=False, log_output=False)
+    except Exception as e:  # papermill has already saved the partial notebook with the error cell
+        result.status = FAILED
+        result.error = f"{type(e).__name__}: {e}"[-4000:]
+    result.wall_sec = round(time.perf_counter() - t0, 3)
+    try:
+        if ipynb.exists():
+            to_html(ipynb, page)
+        else:
+            raise FileNotFoundError(f"papermill wrote no notebook for {step.name}")
+    except Exception:  # the kernel never started, or the notebook is unreadable: keep the traceback visible
+        page.write_text(f"<html><body><h1>{html.escape(step.name)}: {result.status}</h1><pre>"
+                        f"{html.escape(result.error)}\n\n{html.escape(traceback.format_exc())}</pre></body></html>",
+                        encoding="utf-8")
+        if result.status == OK:
+            result.status, result.error = FAILED, traceback.format_exc()[-4000:]
+    if result.status == OK:
+        missing = [o for o in step.outputs if not Path(o).exists()]
+        if missing:
+            result.status, result.error = FAILED, f"notebook finished but did not write {missing}"
+    result.run_id = uuid.uuid4().hex if result.status == OK else ""
+    return result
+
+
+def _claim_device(queue) -> None:
+    """Pool initializer: pin this worker (and the kernels it starts) to one GPU for its lifetime."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
+
+
+def cuda_devices() -> list[str]:
+    """Visible CUDA device ids when there are several (so the train steps go parallel), else []."""
+    try:
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        n = 0
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    ids = visible[:n] if visible else [str(i) for i in range(n)]
+    return ids if len(ids) > 1 else []
+
+
+def _log(msg: str) -> None:
+    print(f"[pipeline {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, salt: str = "",
+              devices: list[str] | None = None) -> list[StepResult]:
+    """Run ``steps`` in order (consecutive ``parallel`` steps side by side, one per device when ``devices``).
+
+    Returns one StepResult per step; writes the executed notebooks, their HTML and the state file under ``out``.
+    """
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    state = load_state(out)
+    results: dict[str, StepResult] = {}
+
+    def prepare(step: Step):
+        """-> (notebook, key) to execute, or None when the step got a final result here."""
+        failed = [d for d in step.depends if d in results and results[d].status not in DONE]
+        if failed:
+            results[step.name] = StepResult(step.name, step.notebook, BLOCKED, step.parameters,
+                                            error=f"upstream step(s) did not succeed: {', '.join(failed)}")
+            return None
+        notebook = find_notebook(notebooks_dir, step.notebook)
+        if notebook is None:
+            results[step.name] = StepResult(step.name, step.notebook, MISSING, step.parameters,
+                                            error=f"no {step.notebook}.ipynb in {notebooks_dir}")
+            return None
+        upstream = [{"key": results[d].key, "run_id": results[d].run_id} for d in step.depends if d in results]
+        key = step_key(step, notebook, upstream, salt)
+        old = state.get(step.name, {})
+        page = out / "notebooks" / f"{step.name}.html"
+        kept = [page, page.with_suffix(".ipynb"), *map(Path, step.outputs)]
+        if not force and old.get("key") == key and all(p.exists() for p in kept):
+            results[step.name] = StepResult(step.name, step.notebook, SKIPPED, step.parameters, key=key,
+                                            run_id=old.get("run_id", ""), ipynb=f"notebooks/{step.name}.ipynb",
+                                            html=f"notebooks/{step.name}.html", wall_sec=old.get("wall_sec", 0.0))
+            _log(f"{step.name}: unchanged, skipped")
+            return None
+        return notebook, key
+
+    def record(step: Step, key: str, result: StepResult) -> None:
+        result.key = key
+        results[step.name] = result
+        if result.status == OK:
+            state[step.name] = dict(key=key, run_id=result.run_id, wall_sec=result.wall_sec,
+                                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        else:
+            state.pop(step.name, None)
+        save_state(out, state)
+        _log(f"{step.name}: {result.status} ({result.wall_sec:.1f} s)" + (f" {result.error[:300]}" if result.error else ""))
+
+    i = 0
+    while i < len(steps):
+        group = [steps[i]]
+        while devices and group[-1].parallel and i + len(group) < len(steps):
+            nxt = steps[i + len(group)]
+            if not nxt.parallel or any(d in {s.name for s in group} for d in nxt.depends):
+                break
+            group.append(nxt)
+        i += len(group)
+        todo = [(s, *p) for s in group if (p := prepare(s)) is not None]
+        if devices and len(todo) > 1:
+            _run_parallel(todo, out, devices, record)
+            continue
+        for step, notebook, key in todo:
+            _log(f"{step.name}: running {notebook.name}")
+            record(step, key, execute(step, str(notebook), str(out)))
+    return [results[s.name] for s in steps]
+
+
+def _run_parallel(todo, out: Path, devices: list[str], record) -> None:
+    """Each worker process claims one GPU at start-up; papermill kernels inherit its CUDA_VISIBLE_DEVICES."""
+    ctx = multiprocessing.get_context("spawn")  # fork after CUDA/threads is unsafe
+    queue = ctx.Queue()
+    for d in devices:
+        queue.put(d)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(len(devices), len(todo)), mp_context=ctx,
+                                                initializer=_claim_device, initargs=(queue,)) as pool:
+        futures = {}
+        for step, notebook, key in todo:
+            _log(f"{step.name}: running {notebook.name} (parallel)")
+            futures[pool.submit(execute, step, str(notebook), str(out))] = (step, key)
+        for fut in concurrent.futures.as_completed(futures):
+            step, key = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as e:  # the worker itself died (e.g. out of host memory)
+                result = StepResult(step.name, step.notebook, FAILED, step.parameters, error=f"worker died: {e!r}")
+            record(step, key, result)
+
+
+# ---------------------------------------------------------------- whole run
+
+def run_pipeline(steps: list[Step], notebooks_dir, out, *, config: dict | None = None, force: bool = False,
+                 salt: str = "", devices: list[str] | None = None) -> dict:
+    """Run the steps, then write ``pipeline.json``, ``run_record.json`` and ``index.html`` into ``out``.
+
+    ``config`` (preset, latent dims, seeds, data, preset config, ...) is shown in the index and recorded.
+    Returns the pipeline summary (``summary["ok"]`` is False when any step failed, was blocked or is missing).
+    """
+    out = Path(out).resolve()
+    t0 = time.time()
+    results = run_steps(steps, notebooks_dir, out, force=force, salt=salt, devices=devices)
+    summary = dict(ok=all(r.status in DONE for r in results), config=config or {},
+                   notebooks_dir=str(Path(notebooks_dir).resolve()),
+                   started=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
+                   wall_sec=round(time.time() - t0, 3), parallel_devices=devices or [],
+                   steps=[dataclasses.asdict(r) for r in results])
+    summary.update(report_index.collect_artifacts(out))
+    (out / "pipeline.json").write_text(json.dumps(summary, indent=2, default=str))
+    report_index.write_run_record(out / "run_record.json", summary)
+    report_index.write_index(out, summary)
+    return summary
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m vaelib.pipeline", description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="small")
+    p.add_argument("--latent-dims", type=int, nargs="+", default=[128, 256, 384, 512])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--data", default="synthetic", help='"synthetic" or a folder of MIDI files')
+    p.add_argument("--out", default=None, help="output folder (default results/<preset>)")
+    p.add_argument("--n-examples", type=int, default=0, help="synthetic corpus size (0 = the preset's)")
+    p.add_argument("--epochs", type=int, default=0, help="0 = the preset's")
+    p.add_argument("--max-steps", type=int, default=0, help="cap on optimizer steps per run (0 = none)")
+    p.add_argument("--limit", type=int, default=0, help="test examples evaluated per run (0 = all)")
+    p.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR))
+    p.add_argument("--force", action="store_true", help="rerun every step")
+    p.add_argument("--sequential", action="store_true", help="never run train steps in parallel")
+    a = p.parse_args(argv)
+    from vaelib.config import get_preset
+
+    out = Path(a.out or f"results/{a.preset}").resolve()
+    try:
+        preset_cfg = get_preset(a.preset)
+    except KeyError as e:
+        p.error(str(e))
+    steps = plan(a.preset, a.latent_dims, a.seeds, a.data, out, n_examples=a.n_examples, epochs=a.epochs,
+                 max_steps=a.max_steps, limit=a.limit)
+    config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds, data=a.data,
+                  n_examples=steps[0].parameters["n_examples"], epochs=a.epochs, max_steps=a.max_steps,
+                  limit=a.limit, command=" ".join([Path(sys.executable).name, "-m", "vaelib.pipeline", *sys.argv[1:]]),
+                  preset_config=preset_cfg.to_dict())
+    devices = [] if a.sequential else cuda_devices()
+    _log(f"{len(steps)} steps -> {out}" + (f", train steps in parallel on GPUs {devices}" if devices else ""))
+    summary = run_pipeline(steps, a.notebooks_dir, out, config=config, force=a.force,
+                           salt=library_salt(a.preset), devices=devices)
+    bad = [s["name"] + ": " + s["status"] for s in summary["steps"] if s["status"] not in DONE]
+    _log(f"index: {out / 'index.html'}" + (f"; NOT OK: {', '.join(bad)}" if bad else "; all steps ok"))
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -247,6 +247,7 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
             step += 1
             bar.update(1)
             if rank == 0 and (step % log_every == 0 or step == cap):
+                parts = {k: v.detach() for k, v in parts.items()}
                 row = {"split": "train", "step": step, "epoch": epoch, "losses/loss": float(parts["loss"]),
                        "losses/ce": float(parts["ce"]), "losses/kl": float(parts["kl"]),
                        "losses/kl_penalised": float(parts["kl_penalised"]), "losses/beta": beta,

@@ -157,23 +157,12 @@ def to_performances(tokenizer: Tokenizer, seqs, tempo_bpm: float = 140.0, style:
     return perfs
 
 
-@torch.no_grad()
-def encode_mu(model, seqs, batch_size: int = 64) -> np.ndarray:
-    """Token id arrays -> (N, latent_dim) float32 posterior means mu(x), batched with PAD."""
-    model.eval()
-    dev = next(model.parameters()).device
-    mus = []
-    for i in range(0, len(seqs), batch_size):
-        chunk = [torch.as_tensor(np.asarray(s), dtype=torch.long) for s in seqs[i:i + batch_size]]
-        ids = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True, padding_value=PAD).to(dev)  # (B, T)
-        mus.append(model.encode(ids)[0].float().cpu().numpy())
-    return np.concatenate(mus) if mus else np.zeros((0, model.config.latent_dim), np.float32)
-
-
 def reconstruct(model, tokenizer: Tokenizer, perfs: list[Performance], batch_size: int = 64,
                 **kw) -> list[Performance]:
     """Greedy decodes of mu(x) for each performance, keeping its tempo, style and source."""
-    mu = encode_mu(model, [tokenizer.encode(p) for p in perfs], batch_size)
+    from vaelib.latent import encode_split
+
+    mu = encode_split(model, [tokenizer.encode(p) for p in perfs], batch_size)[0]
     seqs = decode(model, mu, greedy=True, tokenizer=tokenizer, batch_size=batch_size, **kw)
     out = []
     for p, s in zip(perfs, seqs):

@@ -1,0 +1,105 @@
+"""End-to-end evaluation of a tiny trained run, Table 1 from it, and the evaluation helpers."""
+import importlib.util
+import json
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vaelib.evaluate import evaluate_run, find_runs, main, partners, ratio_summary
+
+LANDED = all(importlib.util.find_spec(m) is not None
+             for m in ("vaelib.curation", "vaelib.train", "vaelib.generate", "vaelib.mrstft", "vaelib.synthetic"))
+HEADLINE = ("recon_ce", "kl", "cc_me", "mr_stft", "note_accuracy", "active_units", "usage_gap")
+
+
+def test_partners_are_other_examples_from_other_sources():
+    src = ["a", "a", "b", "b", "c", "c"]
+    p = partners(src, seed=3)
+    assert all(src[j] != src[i] for i, j in enumerate(p))
+    assert np.array_equal(p, partners(src, seed=3))
+    one_source = partners(["a"] * 4, seed=0)
+    assert all(j != i for i, j in enumerate(one_source))
+
+
+def test_ratio_summary_is_ratio_of_sums():
+    s = ratio_summary([10.0, 30.0, 20.0], [10, 10, 20], seed=0)
+    assert s["value"] == pytest.approx(60 / 40)
+    assert s["ci95"][0] <= s["value"] <= s["ci95"][1]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    if not LANDED:
+        pytest.skip("curation/train/generate/mrstft/synthetic not all landed yet")
+    from vaelib.config import get_preset
+    from vaelib.curation import curate
+    from vaelib.train import fit
+
+    root = tmp_path_factory.mktemp("eval")
+    cfg = get_preset("tiny")
+    curate("synthetic", root / "data", config=cfg.data, n_examples=60, progress=False)
+    fit(cfg, root / "data", root / "z16", max_steps=20)
+    return root
+
+
+@pytest.mark.slow
+def test_evaluate_run_end_to_end(tiny_run):
+    out = evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)
+    saved = json.loads((tiny_run / "z16" / "metrics.json").read_text())
+    for k in HEADLINE:
+        lo, hi = saved[k]["ci95"]
+        assert lo - 1e-9 <= saved[k]["value"] <= hi + 1e-9, k
+    assert saved["run"]["n_examples"] == out["run"]["n_examples"] >= 2
+    rows = pd.read_csv(tiny_run / "z16" / "eval.csv")
+    assert len(rows) == saved["run"]["n_examples"]
+    # the headline cells are the means / ratios of the per-example rows
+    assert saved["cc_me"]["value"] == pytest.approx(rows["cc_me"].mean())
+    assert saved["note_accuracy"]["value"] == pytest.approx(rows["note_f1"].mean())
+    assert saved["recon_ce"]["value"] == pytest.approx(
+        (rows["ce_nats_per_token"] * rows["n_tokens"]).sum() / rows["n_tokens"].sum())
+    assert ((rows["cc_me"] >= 0) & (rows["cc_me"] <= 1)).all()
+    assert (rows["partner"] != rows["example"]).all()
+    assert saved["kl_bits"]["value"] == pytest.approx(saved["kl"]["value"] / math.log(2))
+    assert len(saved["kl_per_dim"]) == 16 and sum(saved["kl_per_dim"]) == pytest.approx(saved["kl"]["value"])
+    assert saved["mr_stft_noise_floor"] == pytest.approx(0.0, abs=1e-6)
+    assert 0 < saved["recon_ce"]["value"] < math.log(1603) + 1
+    assert saved["collapsed"] == (saved["usage_gap"]["value"] < saved["collapse_threshold_nats_per_token"])
+    for k in ("baseline_cc_me", "baseline_note_accuracy", "baseline_mr_stft"):
+        assert np.isfinite(saved[k]["value"])
+    prior = saved["prior"]
+    assert 0 <= prior["validity_rate"] <= 1 and set(prior["overlapping_area"]) >= {"pitch", "cc_slope"}
+    assert 0 <= prior["novelty"]["value"] <= 1
+    # the CLI writes the same file (deterministic: same seed, same checkpoint)
+    main(["--run-dir", str(tiny_run / "z16"), "--data", str(tiny_run / "data"), "--limit", "16"])
+    again = json.loads((tiny_run / "z16" / "metrics.json").read_text())
+    assert again["cc_me"] == saved["cc_me"] and again["recon_ce"] == saved["recon_ce"]
+
+
+@pytest.mark.slow
+def test_table1_from_runs_with_seeds(tiny_run):
+    from vaelib.table import build_table1
+
+    if not (tiny_run / "z16" / "metrics.json").exists():
+        evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)
+    res = tiny_run / "results"
+    for name in ("z16_s0", "z16_s1", "z8"):  # two seeds of one size (same model) and a second size
+        shutil.copytree(tiny_run / "z16", res / name)
+    assert sorted(find_runs(res)) == [8, 16] and len(find_runs(res)[16]) == 2
+    df = build_table1(res, [8, 16], tiny_run / "table")
+    assert list(df["latent_dim"]) == [8, 16] and list(df["n_seeds"]) == [1, 2]
+    one = json.loads((tiny_run / "z16" / "metrics.json").read_text())
+    # identical seeds: the aggregate equals the single run, and the seed spread is 0
+    assert df.loc[1, "cc_me"] == pytest.approx(one["cc_me"]["value"])
+    assert df.loc[1, "cc_me_seed_sd"] == pytest.approx(0.0)
+    assert df.loc[0, "kl"] == pytest.approx(one["kl"]["value"])
+    assert list(df["collapsed"]) == [one["collapsed"]] * 2
+    paired = df.attrs["paired"]
+    assert (paired["mean_diff"] == 0).all() and (paired["p_wilcoxon"] == 1).all()
+    for f in ("table1.csv", "table1.md", "table1.tex", "table1_paired.csv", "figures/reconstruction.png",
+              "figures/latent.png"):
+        assert (tiny_run / "table" / f).stat().st_size > 0, f
+    md = (tiny_run / "table" / "table1.md").read_text()
+    assert "CC-ME" in md and "MR-STFT" in md and ("collapsed" in md) == one["collapsed"]

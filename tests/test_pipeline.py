@@ -108,6 +108,8 @@ def test_failure_keeps_partial_html_blocks_dependants_only(notebooks, tmp_path):
     assert (out / "boom.txt").read_text() == "started"  # the cells before the error ran
     partial = (out / "notebooks" / "boom.html").read_text()
     assert "RuntimeError" in partial and "boom on purpose" in partial
+    boom = next(s for s in summary["steps"] if s["name"] == "boom")
+    assert boom["error"].endswith(": RuntimeError: boom on purpose") and boom["html"] == "notebooks/boom.html"
     assert (out / "a.json").exists() and (out / "d.json").exists() and not (out / "c.json").exists()
     index = (out / "index.html").read_text()
     assert "FAILED" in index and 'href="notebooks/boom.html"' in index and "Not complete" in index

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import html
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -192,8 +193,10 @@ def to_html(ipynb, html_path) -> Path:
     return Path(html_path)
 
 
-def execute(step: Step, notebook: str, out: str) -> StepResult:
+def execute(step: Step, notebook: str, out: str, log_output: bool = False) -> StepResult:
     """Run one step with papermill (cwd = the notebook's folder) and convert the result to HTML.
+
+    ``log_output`` streams the notebook's cell output to the log as it runs (long training steps).
 
     Never raises for a notebook failure: the partial notebook is converted and the result says FAILED.
     """
@@ -209,10 +212,11 @@ def execute(step: Step, notebook: str, out: str) -> StepResult:
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(str(notebook), str(ipynb), parameters=step.parameters, kernel_name="python3",
-                                   cwd=str(Path(notebook).parent), progress_bar=False, log_output=False)
+                                   cwd=str(Path(notebook).parent), progress_bar=False, log_output=log_output)
     except Exception as e:  # papermill has already saved the partial notebook with the error cell
         result.status = FAILED
-        result.error = f"{type(e).__name__}: {e}"[-4000:]
+        result.error = (f"cell {e.cell_index}: {e.ename}: {e.evalue}" if hasattr(e, "ename")  # the notebook raised
+                        else f"{type(e).__name__}: {e}")[-4000:]  # the kernel died or never started
     result.wall_sec = round(time.perf_counter() - t0, 3)
     try:
         if ipynb.exists():
@@ -233,9 +237,11 @@ def execute(step: Step, notebook: str, out: str) -> StepResult:
     return result
 
 
-def _claim_device(queue) -> None:
+def _claim_device(queue, log_output: bool = False) -> None:
     """Pool initializer: pin this worker (and the kernels it starts) to one GPU for its lifetime."""
     os.environ["CUDA_VISIBLE_DEVICES"] = queue.get()
+    if log_output:
+        _configure_logging()
 
 
 def cuda_devices() -> list[str]:
@@ -251,12 +257,16 @@ def cuda_devices() -> list[str]:
     return ids if len(ids) > 1 else []
 
 
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
 def _log(msg: str) -> None:
     print(f"[pipeline {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, salt: str = "",
-              devices: list[str] | None = None) -> list[StepResult]:
+              devices: list[str] | None = None, log_output: bool = False) -> list[StepResult]:
     """Run ``steps`` in order (consecutive ``parallel`` steps side by side, one per device when ``devices``).
 
     Returns one StepResult per step; writes the executed notebooks, their HTML and the state file under ``out``.
@@ -313,26 +323,26 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
         i += len(group)
         todo = [(s, *p) for s in group if (p := prepare(s)) is not None]
         if devices and len(todo) > 1:
-            _run_parallel(todo, out, devices, record)
+            _run_parallel(todo, out, devices, record, log_output)
             continue
         for step, notebook, key in todo:
             _log(f"{step.name}: running {notebook.name}")
-            record(step, key, execute(step, str(notebook), str(out)))
+            record(step, key, execute(step, str(notebook), str(out), log_output))
     return [results[s.name] for s in steps]
 
 
-def _run_parallel(todo, out: Path, devices: list[str], record) -> None:
+def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool = False) -> None:
     """Each worker process claims one GPU at start-up; papermill kernels inherit its CUDA_VISIBLE_DEVICES."""
     ctx = multiprocessing.get_context("spawn")  # fork after CUDA/threads is unsafe
     queue = ctx.Queue()
     for d in devices:
         queue.put(d)
     with concurrent.futures.ProcessPoolExecutor(max_workers=min(len(devices), len(todo)), mp_context=ctx,
-                                                initializer=_claim_device, initargs=(queue,)) as pool:
+                                                initializer=_claim_device, initargs=(queue, log_output)) as pool:
         futures = {}
         for step, notebook, key in todo:
             _log(f"{step.name}: running {notebook.name} (parallel)")
-            futures[pool.submit(execute, step, str(notebook), str(out))] = (step, key)
+            futures[pool.submit(execute, step, str(notebook), str(out), log_output)] = (step, key)
         for fut in concurrent.futures.as_completed(futures):
             step, key = futures[fut]
             try:
@@ -345,7 +355,7 @@ def _run_parallel(todo, out: Path, devices: list[str], record) -> None:
 # ---------------------------------------------------------------- whole run
 
 def run_pipeline(steps: list[Step], notebooks_dir, out, *, config: dict | None = None, force: bool = False,
-                 salt: str = "", devices: list[str] | None = None) -> dict:
+                 salt: str = "", devices: list[str] | None = None, log_output: bool = False) -> dict:
     """Run the steps, then write ``pipeline.json``, ``run_record.json`` and ``index.html`` into ``out``.
 
     ``config`` (preset, latent dims, seeds, data, preset config, ...) is shown in the index and recorded.
@@ -353,7 +363,7 @@ def run_pipeline(steps: list[Step], notebooks_dir, out, *, config: dict | None =
     """
     out = Path(out).resolve()
     t0 = time.time()
-    results = run_steps(steps, notebooks_dir, out, force=force, salt=salt, devices=devices)
+    results = run_steps(steps, notebooks_dir, out, force=force, salt=salt, devices=devices, log_output=log_output)
     summary = dict(ok=all(r.status in DONE for r in results), config=config or {},
                    notebooks_dir=str(Path(notebooks_dir).resolve()),
                    started=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
@@ -380,9 +390,12 @@ def main(argv=None) -> int:
     p.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR))
     p.add_argument("--force", action="store_true", help="rerun every step")
     p.add_argument("--sequential", action="store_true", help="never run train steps in parallel")
+    p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output while they run")
     a = p.parse_args(argv)
     from vaelib.config import get_preset
 
+    if a.log_output:
+        _configure_logging()
     out = Path(a.out or f"results/{a.preset}").resolve()
     try:
         preset_cfg = get_preset(a.preset)
@@ -397,7 +410,7 @@ def main(argv=None) -> int:
     devices = [] if a.sequential else cuda_devices()
     _log(f"{len(steps)} steps -> {out}" + (f", train steps in parallel on GPUs {devices}" if devices else ""))
     summary = run_pipeline(steps, a.notebooks_dir, out, config=config, force=a.force,
-                           salt=library_salt(a.preset), devices=devices)
+                           salt=library_salt(a.preset), devices=devices, log_output=a.log_output)
     bad = [s["name"] + ": " + s["status"] for s in summary["steps"] if s["status"] not in DONE]
     _log(f"index: {out / 'index.html'}" + (f"; NOT OK: {', '.join(bad)}" if bad else "; all steps ok"))
     return 0 if summary["ok"] else 1

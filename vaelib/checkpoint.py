@@ -104,6 +104,8 @@ def save_checkpoint(run_dir, *, model, optimizer, step: int, epoch: int, batch_i
     path = atomic_save(obj, ckpt_path(run_dir, step))
     for old in list_checkpoints(run_dir)[:-max(1, keep)]:
         old.unlink(missing_ok=True)
+    for stale in path.parent.glob(".step_*.pt.tmp*"):  # left by a writer killed mid-save (one writer per run)
+        stale.unlink(missing_ok=True)
     return path
 
 

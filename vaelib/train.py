@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -89,6 +90,14 @@ def _make_optimizer(model, config: ExperimentConfig, device) -> torch.optim.Opti
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     fused = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), **fused)
+
+
+def _weight_digest(model) -> str:
+    """sha1 of all parameter bytes: equal digests mean bit-identical replicas."""
+    h = hashlib.sha1()
+    for p in model.parameters():
+        h.update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
@@ -194,14 +203,18 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
     cfg_dict = config.to_dict()
 
     def save(epoch_, batch_):
-        rng = [ckpt_io.capture_rng()]
-        if world > 1:
-            rng = [None] * world
+        rng, extra = [ckpt_io.capture_rng()], {"n_nonfinite": n_bad, "world_size": world}
+        if world > 1:  # every rank's RNG stream, and a check that DDP kept the replicas identical
+            rng, digests = [None] * world, [None] * world
             dist.all_gather_object(rng, ckpt_io.capture_rng())
+            dist.all_gather_object(digests, _weight_digest(model))
+            extra["weight_digests"] = digests
+            if len(set(digests)) > 1:
+                warnings.warn(f"DDP replicas diverged at step {step}: {digests}", RuntimeWarning, stacklevel=2)
         if rank == 0:
             return ckpt_io.save_checkpoint(run_dir, model=model, optimizer=optimizer, step=step, epoch=epoch_,
-                                           batch_in_epoch=batch_, config=cfg_dict, rng=rng,
-                                           extra={"n_nonfinite": n_bad}, keep=t.keep_ckpts)
+                                           batch_in_epoch=batch_, config=cfg_dict, rng=rng, extra=extra,
+                                           keep=t.keep_ckpts)
         return None
 
     log = open(metrics_path, "a") if rank == 0 else None
@@ -290,7 +303,9 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m vaelib.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="small", help="config preset: paper, recommended, small, tiny")
-    p.add_argument("--latent-dim", type=int, required=True, help="size of z")
+    p.add_argument("--config", default=None, help="an ExperimentConfig JSON (e.g. a run's config.json) instead "
+                                                   "of the preset; the flags below still override it")
+    p.add_argument("--latent-dim", type=int, default=None, help="size of z (required with --preset)")
     p.add_argument("--data", required=True, help="curated dataset folder (vaelib.curate)")
     p.add_argument("--run-dir", required=True, help="output run folder")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total")
@@ -301,8 +316,11 @@ def main(argv=None) -> None:
     p.add_argument("--free-bits", type=float, default=None, help="nats per latent dimension")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: auto)")
     a = p.parse_args(argv)
-    config = get_preset(a.preset, latent_dim=a.latent_dim, epochs=a.epochs, beta_max=a.beta_max,
-                        free_bits=a.free_bits)
+    if a.config is None and a.latent_dim is None:
+        p.error("--latent-dim is required with --preset")
+    base = ExperimentConfig.load(a.config) if a.config else get_preset(a.preset)
+    config = base.with_overrides(latent_dim=a.latent_dim, epochs=a.epochs, beta_max=a.beta_max,
+                                 free_bits=a.free_bits)
     if a.seed is not None:  # set on TrainConfig explicitly: with_overrides(seed=) would hit DataConfig.seed first
         config = replace(config, train=replace(config.train, seed=a.seed))
     try:

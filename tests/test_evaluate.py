@@ -80,7 +80,7 @@ def test_evaluate_run_end_to_end(tiny_run):
 
 @pytest.mark.slow
 def test_table1_from_runs_with_seeds(tiny_run):
-    from vaelib.table import build_table1
+    from vaelib.table import build_table1, prior_frame, runs_frame
 
     if not (tiny_run / "z16" / "metrics.json").exists():
         evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)
@@ -103,3 +103,6 @@ def test_table1_from_runs_with_seeds(tiny_run):
         assert (tiny_run / "table" / f).stat().st_size > 0, f
     md = (tiny_run / "table" / "table1.md").read_text()
     assert "CC-ME" in md and "MR-STFT" in md and ("collapsed" in md) == one["collapsed"]
+    assert runs_frame({"z16": one}).loc["z16", "cc_me"] == one["cc_me"]["value"]
+    prior = prior_frame({"z16": one})
+    assert list(prior.index) == ["z16", "test set"] and prior.loc["z16", "validity_rate"] == one["prior"]["validity_rate"]

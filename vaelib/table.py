@@ -110,6 +110,28 @@ def paired_tests(runs: dict[int, list[dict]], metrics=PAIRED, seed: int = 0) -> 
                                        "p_wilcoxon", "p_bootstrap"])
 
 
+def runs_frame(results: dict[str, dict]) -> pd.DataFrame:
+    """{run name: metrics.json dict} -> one row per run with the headline values and the collapse flag."""
+    keys = ("recon_ce", "kl", "cc_me", "mr_stft", "note_accuracy", "active_units", "usage_gap", "baseline_cc_me",
+            "baseline_note_accuracy")
+    return pd.DataFrame({run: {k: m[k]["value"] for k in keys} | {"collapsed": m["collapsed"]}
+                         for run, m in results.items()}).T
+
+
+def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
+    """Prior-sample statistics per run, plus a "test set" row with the real split's values where defined."""
+    rows, ref = {}, {}
+    for run, m in results.items():
+        p = m["prior"]
+        rows[run] = {"validity_rate": p["validity_rate"], **p["muspy"], **p["cc_activity"],
+                     **{f"oa_{k}": v for k, v in p["overlapping_area"].items()},
+                     "novelty": p.get("novelty", {}).get("value", np.nan)}
+        ref = {**p["reference_muspy"], **p["reference_cc_activity"],
+               **{f"oa_{k}": v for k, v in p.get("reference_overlapping_area", {}).items()},
+               "novelty": p.get("reference_novelty", {}).get("value", np.nan)}
+    return pd.DataFrame({**rows, "test set": ref}).T
+
+
 def format_table(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Readable Table 1: one "value [lo, hi]" string per cell, paper columns first, collapse flag last."""
     out = pd.DataFrame({"Latent Dim. (D)": df["latent_dim"].astype(int), "Seeds": df["n_seeds"].astype(int)})

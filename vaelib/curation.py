@@ -188,7 +188,7 @@ def _filter(w: Performance, tok: Tokenizer, config: DataConfig):
 
 
 def _meta(w: Performance, rel: str, ids: np.ndarray, factor: int) -> dict:
-    return {"style": w.style or "", "source": rel, "window_source": w.source or rel,
+    return {"style": w.style or "midi", "source": rel, "window_source": w.source or rel,
             "tempo_bpm": float(w.tempo_bpm), "n_notes": int(w.n_notes), "n_tokens": int(len(ids)),
             "thinned": int(factor), "cc_changes": w.cc_changes()[:, 1:].sum(1).astype(int).tolist()}
 

@@ -3,8 +3,9 @@
 Reading (``read_midi``)
 -----------------------
 1. **Container checks in Python** (O(number of chunks)): size cap (``too_large``), empty file,
-   ``MThd`` header (a RIFF ``RMID`` wrapper is unwrapped), chunk walk. Chunks that are not
-   ``MTrk`` are skipped as the SMF spec asks.
+   ``MThd`` header (a RIFF ``RMID`` wrapper is unwrapped), chunk walk up to the header's track
+   count (trailing bytes, e.g. seq66's proprietary data, are ignored as mido does). Chunks that
+   are not ``MTrk`` are skipped as the SMF spec asks.
 2. **One event scanner in numba** walks every ``MTrk`` and validates it (running status, data
    bytes > 127, events that overrun their chunk). A first pass takes a census per channel (pitch
    histogram, programs, which chunks hold its notes, first note tick); a second pass extracts the
@@ -72,10 +73,13 @@ class MidiReadError(ValueError):
     """A MIDI file that gives no bass windows; ``reason`` is a short machine-usable code."""
 
     def __init__(self, reason: str, detail: str = "", path: str = ""):
+        super().__init__(reason, detail, path)
         self.reason = reason
         self.detail = detail
         self.path = path
-        super().__init__(f"{path or 'MIDI'}: {reason}" + (f" ({detail})" if detail else ""))
+
+    def __str__(self) -> str:
+        return f"{self.path or 'MIDI'}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
 
 # ---------------------------------------------------------------------------- event scanner
@@ -290,7 +294,7 @@ def _chunks(data: bytes):
     else:
         tpq = division
     starts, ends, pos = [], [], 8 + hlen
-    while pos + 8 <= len(data):
+    while pos + 8 <= len(data) and len(starts) < ntrks:  # bytes after the last track are ignored
         ctype, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
         if not re.fullmatch(rb"[\x20-\x7e]{4}", ctype):
             raise MidiReadError("bad_chunk", f"garbage chunk header at byte {pos}")

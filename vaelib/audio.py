@@ -20,12 +20,21 @@ def write_wav(path, audio: np.ndarray, sample_rate: int) -> Path:
     return path
 
 
-def show_audio(perf_or_audio, sample_rate: int = 22050, title: str = "", max_hz: float = 8000.0):
-    """Display a log-magnitude spectrogram and an ``IPython.display.Audio`` player (data embedded in the
-    notebook, so it survives nbconvert to HTML). Accepts a ``Performance`` (rendered with the built-in
-    voice) or mono audio (T,). Returns the matplotlib Figure."""
+def audio_player(audio: np.ndarray, sample_rate: int):
+    """An ``IPython.display.Audio`` player with the WAV data embedded (base64), so it survives nbconvert
+    to HTML. Not normalised: levels stay comparable between players (renders are within [-1, 1])."""
+    from IPython.display import Audio
+
+    return Audio(np.clip(np.nan_to_num(np.asarray(audio, np.float32).reshape(-1)), -1.0, 1.0), rate=sample_rate,
+                 normalize=False, embed=True)
+
+
+def show_audio(perf_or_audio, sample_rate: int = 22050, title: str = "", max_hz: float = 8000.0) -> None:
+    """Display a log-magnitude spectrogram and an embedded audio player (see ``audio_player``).
+    Accepts a ``Performance`` (rendered with the built-in voice) or mono audio (T,). Returns None, so a
+    notebook cell ending in ``show_audio(...)`` shows each output once."""
     import matplotlib.pyplot as plt
-    from IPython.display import Audio, display
+    from IPython.display import display
 
     if isinstance(perf_or_audio, np.ndarray):
         audio = perf_or_audio.reshape(-1)
@@ -44,6 +53,4 @@ def show_audio(perf_or_audio, sample_rate: int = 22050, title: str = "", max_hz:
     fig.tight_layout()
     display(fig)
     plt.close(fig)  # displayed once above; closing stops the inline backend showing it a second time
-    # normalize=False keeps levels comparable between players; the synth's output is already within [-1, 1]
-    display(Audio(np.clip(audio, -1.0, 1.0), rate=sample_rate, normalize=False))
-    return fig
+    display(audio_player(audio, sample_rate))

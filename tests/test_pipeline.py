@@ -162,6 +162,8 @@ STAND_INS = {  # minimal notebooks with the contract's parameter names, writing 
                     "rows = [json.loads(pathlib.Path(results_dir, f'z{d}', 'run.json').read_text()) for d in latent_dims]\n"
                     "pathlib.Path(out_dir, 'table1.csv').write_text('latent_dim,note_f1\\n' + ''.join("
                     "f\"{r['latent_dim']},0.5\\n\" for r in rows))\n"
+                    "pathlib.Path(out_dir, 'table1.md').write_text('| D | note F1 |\\n|---:|---|\\n' + ''.join("
+                    "f\"| {r['latent_dim']} | 0.50 [0.40, 0.60] |\\n\" for r in rows))\n"
                     "pathlib.Path(out_dir, 'figures').mkdir(exist_ok=True)\n"
                     "pathlib.Path(out_dir, 'figures', 'table1_bars.png').write_bytes(base64.b64decode("
                     "'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='))"),
@@ -175,7 +177,9 @@ STAND_INS = {  # minimal notebooks with the contract's parameter names, writing 
 }
 
 
-def test_cli_runs_the_plan_and_shows_table1(tmp_path):
+def test_cli_runs_the_plan_and_shows_table1(tmp_path, monkeypatch):
+    # The real salt hashes vaelib's sources; pinned here so a library edit landing mid-test can't force a rerun.
+    monkeypatch.setattr(pipeline, "library_salt", lambda preset: f"pinned-{preset}")
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     for stem, (params, body) in STAND_INS.items():
@@ -189,7 +193,8 @@ def test_cli_runs_the_plan_and_shows_table1(tmp_path):
     for stem in ["01_dataset_curation", "02_train_z16", "02_train_z32", "03_evaluate", "04_latent_space_z16",
                  "04_latent_space_z32", "05_explorer", "06_listening_test"]:
         assert f'href="notebooks/{stem}.html"' in index and (out / "notebooks" / f"{stem}.html").exists()
-    assert "<td>32</td>" in index and 'src="figures/table1_bars.png"' in index  # Table 1 inline, figure shown
+    assert "<td>32</td><td>0.50 [0.40, 0.60]</td>" in index  # Table 1 inline, from its Markdown
+    assert 'src="figures/table1_bars.png"' in index and 'href="table1.csv"' in index
     assert json.loads((out / "data" / "report.json").read_text()) == {"n": 40}
     assert json.loads((out / "pipeline.json").read_text())["config"]["preset_config"]["name"] == "tiny"
 
@@ -198,7 +203,7 @@ def test_cli_runs_the_plan_and_shows_table1(tmp_path):
     assert pipeline.main(argv) == 1
     got = statuses(json.loads((out / "pipeline.json").read_text()))
     assert got["04_latent_space_z16"] == got["04_latent_space_z32"] == "FAILED"
-    assert got["02_train_z16"] == got["03_evaluate"] == "skipped-unchanged" and got["05_explorer"] == "skipped-unchanged"
+    assert got["02_train_z16"] == got["03_evaluate"] == "skipped-unchanged" and got["05_explorer"] == "skipped-unchanged", got
     assert (out / "table1.csv").exists() and "ValueError" in (out / "notebooks" / "04_latent_space_z16.html").read_text()
 
 
@@ -216,9 +221,22 @@ def test_key_tracks_notebook_inputs_and_salt(tmp_path):
     assert key != pipeline.step_key(step, nb, [])
 
 
+def test_library_salt_follows_the_preset():
+    assert pipeline.library_salt("tiny") == pipeline.library_salt("tiny") != pipeline.library_salt("small")
+
+
 def test_find_notebook_falls_back_to_number_prefix(tmp_path):
     write_notebook(tmp_path / "04_latent.ipynb", "x: int = 1  # x", "print(x)")
     assert pipeline.find_notebook(tmp_path, "04_latent_space").name == "04_latent.ipynb"
     assert pipeline.find_notebook(tmp_path, "05_explorer") is None
     os.remove(tmp_path / "04_latent.ipynb")
     assert pipeline.find_notebook(tmp_path, "04_latent_space") is None
+
+
+def test_table_renders_from_csv_when_there_is_no_markdown(tmp_path):
+    from vaelib.report_index import render_table
+
+    assert "No table1 yet" in render_table(tmp_path)
+    (tmp_path / "table1.csv").write_text("latent_dim,cc_me\n128,0.123456\n256,0.2\n")
+    page = render_table(tmp_path)
+    assert "<td>128</td>" in page and "<td>0.1235</td>" in page

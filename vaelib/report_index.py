@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TABLE_FILES = ("table1.csv", "table1.md", "table1.tex")
+TABLE_FILES = ("table1.csv", "table1.md", "table1.tex", "table1_paired.csv", "table1_paired.md")
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg")
 STATUS_COLOURS = {"ok": "#1a7f37", "skipped-unchanged": "#57606a", "FAILED": "#cf222e", "blocked": "#9a6700",
                   "missing": "#9a6700"}
@@ -32,20 +32,35 @@ def collect_artifacts(out) -> dict:
     return dict(tables=tables, figures=figures)
 
 
-def render_table1(out) -> str:
-    """Table 1 as HTML: the CSV through pandas, else the Markdown verbatim, else a note that it is absent."""
+def markdown_table_to_html(text: str) -> str | None:
+    """A Markdown pipe table (header, ``---`` rule, rows) as an HTML table; None when ``text`` is not one."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    if len(lines) < 2 or not all(ln.startswith("|") for ln in lines) or not set(lines[1]) <= set("|:- "):
+        return None
+
+    def cells(line: str) -> list[str]:
+        return [html.escape(c.strip()) for c in line.strip("|").split("|")]
+
+    head = "".join(f"<th>{c}</th>" for c in cells(lines[0]))
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells(ln)) + "</tr>" for ln in lines[2:])
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_table(out, stem: str = "table1") -> str:
+    """``<stem>.md`` as an HTML table ("value [lo, hi]" cells), else ``<stem>.csv`` through pandas, else a note."""
     out = Path(out)
-    if (out / "table1.csv").is_file():
+    if (out / f"{stem}.md").is_file():
+        text = (out / f"{stem}.md").read_text(encoding="utf-8")
+        return markdown_table_to_html(text) or f"<pre>{html.escape(text)}</pre>"
+    if (out / f"{stem}.csv").is_file():
         try:
             import pandas as pd
 
-            return pd.read_csv(out / "table1.csv").to_html(index=False, float_format=lambda x: f"{x:.4g}",
-                                                           border=0, na_rep="")
+            return pd.read_csv(out / f"{stem}.csv").to_html(index=False, float_format=lambda x: f"{x:.4g}",
+                                                            border=0, na_rep="")
         except Exception as e:  # a malformed CSV should not cost the whole index
-            return f"<p>table1.csv could not be read: {html.escape(repr(e))}</p>"
-    if (out / "table1.md").is_file():
-        return f"<pre>{html.escape((out / 'table1.md').read_text())}</pre>"
-    return "<p><em>No Table 1 yet (written by 03_evaluate).</em></p>"
+            return f"<p>{stem}.csv could not be read: {html.escape(repr(e))}</p>"
+    return f"<p><em>No {stem} yet (written by 03_evaluate).</em></p>"
 
 
 def _step_rows(steps: list[dict]) -> str:
@@ -79,6 +94,8 @@ def write_index(out, summary: dict) -> Path:
     figures = "".join(f'<figure><a href="{html.escape(f)}"><img src="{html.escape(f)}" alt="{html.escape(f)}"></a>'
                       f"<figcaption>{html.escape(Path(f).stem.replace('_', ' '))}</figcaption></figure>"
                       for f in summary.get("figures", [])) or "<p><em>No figures yet.</em></p>"
+    paired = (f"<details><summary>paired tests between latent sizes</summary>{render_table(out, 'table1_paired')}"
+              "</details>" if any(t.startswith("table1_paired") for t in summary.get("tables", [])) else "")
     preset = (f"<details><summary>preset configuration</summary><pre>{html.escape(json.dumps(preset_cfg, indent=2))}"
               "</pre></details>" if preset_cfg else "")
     page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>vaelib report: {html.escape(str(cfg.get('preset', '')))}</title>
@@ -87,7 +104,7 @@ def write_index(out, summary: dict) -> Path:
 {verdict}
 <h2>Steps</h2>{_step_rows(summary["steps"])}
 <p>Machine-readable: <a href="pipeline.json">pipeline.json</a> · <a href="run_record.json">run_record.json</a></p>
-<h2>Table 1</h2>{render_table1(out)}<p>{tables}</p>
+<h2>Table 1</h2>{render_table(out)}<p>{tables}</p>{paired}
 <h2>Figures</h2>{figures}
 <h2>Configuration</h2><table>{config_rows}</table>{preset}
 </body></html>

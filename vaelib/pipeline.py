@@ -405,7 +405,7 @@ def main(argv=None) -> int:
                  max_steps=a.max_steps, limit=a.limit)
     config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds, data=a.data,
                   n_examples=steps[0].parameters["n_examples"], epochs=a.epochs, max_steps=a.max_steps,
-                  limit=a.limit, command=" ".join([Path(sys.executable).name, "-m", "vaelib.pipeline", *sys.argv[1:]]),
+                  limit=a.limit, command=" ".join(["python -m vaelib.pipeline", *(sys.argv[1:] if argv is None else argv)]),
                   preset_config=preset_cfg.to_dict())
     devices = [] if a.sequential else cuda_devices()
     _log(f"{len(steps)} steps -> {out}" + (f", train steps in parallel on GPUs {devices}" if devices else ""))

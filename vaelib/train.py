@@ -188,8 +188,13 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
         config.save(run_dir / "config.json")
         if found is not None:
             _trim_metrics(metrics_path, step)
-        elif metrics_path.exists():
-            metrics_path.unlink()  # a fresh run starts a fresh log
+        else:  # a fresh run starts a fresh log, and stale checkpoints must not pass for its own
+            metrics_path.unlink(missing_ok=True)
+            stale = ckpt_io.list_checkpoints(run_dir)
+            if stale:
+                warnings.warn(f"fresh run in {run_dir}: removing {len(stale)} old checkpoints", stacklevel=2)
+                for path in stale:
+                    path.unlink()
         info = _run_info(config, dev, world)
         (run_dir / "run.json").write_text(json.dumps({**info, "status": "running", "resumed_from_step": step}, indent=2))
     net = model

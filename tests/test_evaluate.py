@@ -69,6 +69,11 @@ def test_evaluate_run_end_to_end(tiny_run):
     assert saved["collapsed"] == (saved["usage_gap"]["value"] < saved["collapse_threshold_nats_per_token"])
     for k in ("baseline_cc_me", "baseline_note_accuracy", "baseline_mr_stft"):
         assert np.isfinite(saved[k]["value"])
+    from vaelib.curation import load_split, load_tokenizer
+    from vaelib.metrics import is_valid
+
+    tk = load_tokenizer(tiny_run / "data")
+    assert all(is_valid(s, tk) for s in load_split(tiny_run / "data", "train"))  # real encodings are well formed
     prior = saved["prior"]
     assert 0 <= prior["validity_rate"] <= 1 and set(prior["overlapping_area"]) >= {"pitch", "cc_slope"}
     assert 0 <= prior["novelty"]["value"] <= 1
@@ -105,4 +110,5 @@ def test_table1_from_runs_with_seeds(tiny_run):
     assert "CC-ME" in md and "MR-STFT" in md and ("collapsed" in md) == one["collapsed"]
     assert runs_frame({"z16": one}).loc["z16", "cc_me"] == one["cc_me"]["value"]
     prior = prior_frame({"z16": one})
-    assert list(prior.index) == ["z16", "test set"] and prior.loc["z16", "validity_rate"] == one["prior"]["validity_rate"]
+    assert list(prior.index) == ["z16", "test set"]
+    assert prior.loc["z16", "validity_rate"] == one["prior"]["validity_rate"]

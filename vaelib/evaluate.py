@@ -99,6 +99,12 @@ def find_runs(results_dir, latent_dims=None) -> dict[int, list[tuple[int | None,
 
 
 # ---------------------------------------------------------------------------- teacher forced
+def _token_ce(model, z, inp, tgt) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced logits (B, T, V) and per-token CE (B, T) in nats (0 at PAD targets) from z (B, D)."""
+    logits = model.decode(z, inp).float()
+    return logits, F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=PAD, reduction="none")
+
+
 @torch.no_grad()
 def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray, seed: int = 0,
                    batch_size: int = 16) -> dict:
@@ -122,16 +128,10 @@ def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray
         mask = tgt != PAD
         mu, lv = mu_all[i:i + len(ids)], lv_all[i:i + len(ids)]
         z_s = mu + torch.randn(mu.shape, generator=gen) * (0.5 * lv).exp()
-
-        def ce_of(z):
-            logits = model.decode(z.to(dev), inp).float()  # (B, T-1, V)
-            ce = F.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=PAD, reduction="none")  # (B, T-1)
-            return logits, ce
-
-        logits, ce = ce_of(mu)
+        logits, ce = _token_ce(model, mu.to(dev), inp, tgt)
         out["ce_mu"].append(ce.sum(1).cpu())
-        out["ce_partner"].append(ce_of(mu_all[partner[i:i + len(ids)]])[1].sum(1).cpu())
-        out["ce_sampled"].append(ce_of(z_s)[1].sum(1).cpu())
+        out["ce_partner"].append(_token_ce(model, mu_all[partner[i:i + len(ids)]].to(dev), inp, tgt)[1].sum(1).cpu())
+        out["ce_sampled"].append(_token_ce(model, z_s.to(dev), inp, tgt)[1].sum(1).cpu())
         out["n_tokens"].append(mask.sum(1).cpu())
         out["correct"].append(((logits.argmax(-1) == tgt) & mask).sum(1).cpu())
         types = type_of.to(dev)[tgt]  # (B, T-1)
@@ -204,18 +204,21 @@ def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int =
 
 # ---------------------------------------------------------------------------- the run
 def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test", seed: int = 0,
-                 n_prior: int | None = None, render: bool = True, n_workers: int = 1) -> dict:
+                 n_prior: int | None = None, render: bool = True, n_workers: int = 1,
+                 device: str | None = None) -> dict:
     """Evaluate the newest checkpoint of ``run_dir`` on ``split`` of ``data_dir`` (first ``limit`` examples).
 
     Writes ``run_dir/metrics.json`` (each headline key ``{"value", "ci95": [lo, hi], "n"}``, plus extras) and
-    ``run_dir/eval.csv`` (one row per example), both atomically, and returns the metrics dict."""
+    ``run_dir/eval.csv`` (one row per example), both atomically, and returns the metrics dict. ``n_prior`` prior
+    samples (default: as many as examples); ``render=False`` skips MR-STFT; ``n_workers`` render processes;
+    ``device`` for the model (default: CUDA when available, else CPU)."""
     from vaelib.checkpoint import list_checkpoints, load_model
     from vaelib.curation import load_meta, load_split, load_tokenizer
     from vaelib.generate import decode
 
     t0 = time.time()
     run_dir, data_dir = Path(run_dir), Path(data_dir)
-    model, config = load_model(run_dir)
+    model, config = load_model(run_dir, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tk = load_tokenizer(data_dir)
     seqs = [np.asarray(s, np.int64) for s in load_split(data_dir, split)]
     meta = load_meta(data_dir, split)
@@ -346,9 +349,10 @@ def main(argv=None) -> None:
     ap.add_argument("--n-prior", type=int, default=None, help="prior samples (default: as many as examples)")
     ap.add_argument("--no-render", action="store_true", help="skip MR-STFT (no audio rendering)")
     ap.add_argument("--workers", type=int, default=1, help="processes for rendering")
+    ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available)")
     a = ap.parse_args(argv)
     out = evaluate_run(a.run_dir, a.data, limit=a.limit, split=a.split, seed=a.seed, n_prior=a.n_prior,
-                       render=not a.no_render, n_workers=a.workers)
+                       render=not a.no_render, n_workers=a.workers, device=a.device)
     for k in ("recon_ce", "kl", "cc_me", "mr_stft", "note_accuracy", "active_units", "usage_gap",
               "baseline_cc_me", "baseline_note_accuracy"):
         v = out[k]

@@ -235,8 +235,14 @@ def _md(df: pd.DataFrame) -> str:
 
 def _tex(df: pd.DataFrame) -> str:
     """A booktabs tabular (no jinja2 needed); arrows and underscores escaped for LaTeX."""
-    esc = lambda s: (str(s).replace("_", r"\_").replace("↓", r"$\downarrow$").replace("↑", r"$\uparrow$")  # noqa: E731
-                     .replace("%", r"\%"))
+    subs = (("_", r"\_"), ("%", r"\%"), ("↓", r"$\downarrow$"), ("↑", r"$\uparrow$"), ("‖", r"$\|$"))
+
+    def esc(v) -> str:
+        v = str(v)
+        for a, b in subs:
+            v = v.replace(a, b)
+        return v
+
     head = " & ".join(esc(c) for c in df.columns) + r" \\"
     body = "\n".join(" & ".join(esc(v) for v in row) + r" \\" for row in df.itertuples(index=False))
     return ("\\begin{tabular}{" + "l" * len(df.columns) + "}\n\\toprule\n" + head + "\n\\midrule\n" + body

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaelib.evaluate import evaluate_run, find_runs, main, partners, ratio_summary
+from vaelib.evaluate import evaluate_results, evaluate_run, find_runs, is_fresh, main, partners, ratio_summary
 
 LANDED = all(importlib.util.find_spec(m) is not None
              for m in ("vaelib.curation", "vaelib.train", "vaelib.generate", "vaelib.mrstft", "vaelib.synthetic"))
@@ -81,6 +81,11 @@ def test_evaluate_run_end_to_end(tiny_run):
     main(["--run-dir", str(tiny_run / "z16"), "--data", str(tiny_run / "data"), "--limit", "16"])
     again = json.loads((tiny_run / "z16" / "metrics.json").read_text())
     assert again["cc_me"] == saved["cc_me"] and again["recon_ce"] == saved["recon_ce"]
+    # fresh metrics (newer than the checkpoint, same limit) are read back, a different limit is stale
+    assert is_fresh(tiny_run / "z16", 16) and not is_fresh(tiny_run / "z16", 8)
+    stamp = (tiny_run / "z16" / "metrics.json").stat().st_mtime_ns
+    assert evaluate_results(tiny_run, [16], tiny_run / "data", limit=16)["z16"]["cc_me"] == saved["cc_me"]
+    assert (tiny_run / "z16" / "metrics.json").stat().st_mtime_ns == stamp
 
 
 @pytest.mark.slow

@@ -318,12 +318,16 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     return out
 
 
-def is_fresh(run_dir) -> bool:
-    """True when ``run_dir/metrics.json`` is newer than the run's newest checkpoint."""
+def is_fresh(run_dir, limit: int | None = None, split: str = "test", seed: int = 0) -> bool:
+    """True when ``run_dir/metrics.json`` is newer than the run's newest checkpoint and was made with the same
+    limit, split and seed."""
     from vaelib.checkpoint import list_checkpoints
 
     m, ck = Path(run_dir) / "metrics.json", list_checkpoints(run_dir)
-    return m.exists() and bool(ck) and m.stat().st_mtime > ck[-1].stat().st_mtime
+    if not (m.exists() and (Path(run_dir) / "eval.csv").exists() and ck and m.stat().st_mtime > ck[-1].stat().st_mtime):
+        return False
+    run = json.loads(m.read_text()).get("run", {})
+    return (run.get("limit"), run.get("split"), run.get("seed")) == (limit, split, seed)
 
 
 def evaluate_results(results_dir, latent_dims, data_dir, limit: int | None = None, split: str = "test",
@@ -333,7 +337,7 @@ def evaluate_results(results_dir, latent_dims, data_dir, limit: int | None = Non
     out = {}
     for _, runs in sorted(find_runs(results_dir, latent_dims).items()):
         for _, run in runs:
-            fresh = not force and is_fresh(run)
+            fresh = not force and is_fresh(run, limit, split, kw.get("seed", 0))
             out[run.name] = (json.loads((run / "metrics.json").read_text()) if fresh
                              else evaluate_run(run, data_dir, limit=limit, split=split, **kw))
     return out

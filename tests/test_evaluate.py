@@ -98,6 +98,7 @@ def test_table1_from_runs_with_seeds(tiny_run):
     for name in ("z16_s0", "z16_s1", "z8"):  # two seeds of one size (same model) and a second size
         shutil.copytree(tiny_run / "z16", res / name)
     assert sorted(find_runs(res)) == [8, 16] and len(find_runs(res)[16]) == 2
+    assert list(find_runs(res, "[16]")) == [16]
     df = build_table1(res, [8, 16], tiny_run / "table")
     assert list(df["latent_dim"]) == [8, 16] and list(df["n_seeds"]) == [1, 2]
     one = json.loads((tiny_run / "z16" / "metrics.json").read_text())

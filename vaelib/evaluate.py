@@ -90,6 +90,8 @@ def write_atomic(path: Path, text: str) -> None:
 
 def find_runs(results_dir, latent_dims=None) -> dict[int, list[tuple[int | None, Path]]]:
     """Run folders ``z{D}`` / ``z{D}_s{seed}`` under ``results_dir`` -> {D: [(seed or None, path)]}."""
+    if isinstance(latent_dims, str):  # `papermill -p latent_dims "[128, 256]"` passes the list as text
+        latent_dims = json.loads(latent_dims)
     runs: dict[int, list] = {}
     for p in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else []:
         m = RUN_NAME.match(p.name)

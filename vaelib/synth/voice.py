@@ -35,6 +35,7 @@ FILT_DECAY_SEC = 0.12  # the bass "pluck": filter env decays to 0 while the note
 FILT_RELEASE_SEC = 0.08
 VEL_SMOOTH_SEC = 0.002  # velocity changes on legato notes are ramped, not stepped
 OUTPUT_SCALE = 1.0  # headroom before the soft clip: typical renders peak around -8..-3 dBFS
+MOD_EVERY = 4  # samples between evaluations of the filter-cutoff modulation (ramped in between)
 CLIP_KNEE = 0.8  # soft clip: linear below, tanh above, never reaches 1.0
 
 
@@ -65,11 +66,22 @@ def _square(t, dt):
 
 
 @njit(cache=True, inline="always")
+def _tanh(x):
+    """tanh as 1 - 2 / (exp(2x) + 1): within 4e-16 of libm's tanh and ~3x faster in this loop (libm tanh
+    was half of the voice's cost). Clamped where tanh is already +-1.0 in float64."""
+    if x > 20.0:
+        x = 20.0
+    elif x < -20.0:
+        x = -20.0
+    return 1.0 - 2.0 / (math.exp(2.0 * x) + 1.0)
+
+
+@njit(cache=True, inline="always")
 def _soft_clip(x):
     a = abs(x)
     if a <= CLIP_KNEE:
         return x
-    y = CLIP_KNEE + (1.0 - CLIP_KNEE) * math.tanh((a - CLIP_KNEE) / (1.0 - CLIP_KNEE))
+    y = CLIP_KNEE + (1.0 - CLIP_KNEE) * _tanh((a - CLIP_KNEE) / (1.0 - CLIP_KNEE))
     return y if x > 0 else -y
 
 
@@ -97,6 +109,8 @@ def _render_kernel(n_samples, sr, hop, interpolate, cutoff_hz, resonance, drive,
     amp = 0.0; filt = 0.0; amp_stage = 0; filt_stage = 0  # noqa: E702  stage 0 release, 1 attack, 2 decay
     pitch = 36.0; target = 36.0; vel = 0.0; vel_target = 0.0  # noqa: E702
     last_pitch = -1.0; last_det = -1.0; dt1 = 0.0; dt2 = 0.0  # noqa: E702  cached oscillator increments
+    G = 0.0; dG = 0.0; inv_mod = 1.0 / MOD_EVERY  # noqa: E702  ladder coefficient and its per-sample ramp
+    k = 0; pos = 0; mod_pos = 0  # noqa: E702  control frame, position in it, position in the modulation block
     cur = -1  # index of the sounding note
     nxt = 0  # next note to start
     gate = False
@@ -120,11 +134,12 @@ def _render_kernel(n_samples, sr, hop, interpolate, cutoff_hz, resonance, drive,
             filt_stage = 0
 
         # ---- controls: linear interpolation between control frames (or held per block)
-        k = n // hop
-        if interpolate:
-            fr = (n - k * hop) * inv_hop
-        else:
-            fr = 0.0
+        # (counters, not n // hop: a 64-bit integer division per sample costs as much as the filter)
+        if pos == hop:
+            pos = 0
+            k += 1
+        fr = pos * inv_hop if interpolate else 0.0
+        pos += 1
         c_cut = cutoff_hz[k] + fr * (cutoff_hz[k + 1] - cutoff_hz[k])
         c_res = resonance[k] + fr * (resonance[k + 1] - resonance[k])
         c_drive = drive[k] + fr * (drive[k + 1] - drive[k])
@@ -198,28 +213,37 @@ def _render_kernel(n_samples, sr, hop, interpolate, cutoff_hz, resonance, drive,
         if ph_sub >= 1.0:
             ph_sub -= 1.0
 
-        # ---- LFO and cutoff modulation
-        lfo = math.sin(2.0 * math.pi * ph_lfo) if c_lfo != 0.0 else 0.0
+        # ---- LFO and cutoff modulation. The ladder coefficient G (exp, tan, sin: the costly part) is
+        # evaluated every MOD_EVERY samples and ramped linearly in between: no steps, ~2x faster.
+        if mod_pos == 0:
+            lfo = math.sin(2.0 * math.pi * ph_lfo) if c_lfo != 0.0 else 0.0
+            octaves = c_env * filt * (0.5 + 0.5 * vel) + c_lfo * lfo
+            fc = c_cut * math.exp(octaves * ln2)
+            if fc < 20.0:
+                fc = 20.0
+            elif fc > max_hz:
+                fc = max_hz
+            g = math.tan(math.pi * fc * inv_sr)
+            G_target = g / (1.0 + g)
+            if n == 0:
+                G = G_target
+            dG = (G_target - G) * inv_mod
+        G += dG
+        mod_pos += 1
+        if mod_pos == MOD_EVERY:
+            mod_pos = 0
         ph_lfo += c_rate * inv_sr
         if ph_lfo >= 1.0:
             ph_lfo -= 1.0
-        octaves = c_env * filt * (0.5 + 0.5 * vel) + c_lfo * lfo
-        fc = c_cut * math.exp(octaves * ln2)
-        if fc < 20.0:
-            fc = 20.0
-        elif fc > max_hz:
-            fc = max_hz
 
         # ---- drive + 24 dB ZDF ladder (solve the linear feedback, then saturate the input stage)
-        x = math.tanh(c_drive * osc)
-        g = math.tan(math.pi * fc * inv_sr)
-        G = g / (1.0 + g)
+        x = _tanh(c_drive * osc)
         H = 1.0 - G
         kf = 4.0 * c_res
         G2 = G * G
         S = G2 * G * H * s1 + G2 * H * s2 + G * H * s3 + H * s4
         y4 = (G2 * G2 * x + S) / (1.0 + kf * G2 * G2)
-        u = math.tanh(x - kf * y4)
+        u = _tanh(x - kf * y4)
         y1 = G * u + H * s1
         s1 = 2.0 * y1 - s1
         y2 = G * y1 + H * s2

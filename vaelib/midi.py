@@ -56,7 +56,7 @@ import numpy as np
 from numba import njit
 
 from vaelib.controllers import DEFAULT_CC_NUMBERS
-from vaelib.performance import Performance, ffill_lanes
+from vaelib.performance import Performance
 
 MAX_BYTES = 32 << 20  # files above this are rejected as "too_large"
 MAX_WINDOWS = 64  # windows per file: bounds time and memory on hour-long files
@@ -66,7 +66,8 @@ GM_BASS = range(32, 40)
 WRITE_PROGRAM = 38  # GM "Synth Bass 1"
 WRITE_TICKS_PER_STEP = 60  # 480 ticks per quarter at 32 steps per bar
 
-_ERRORS = {1: "bad_chunk", 2: "bad_event"}  # codes of the scanner's info[0]
+_STATUS = {1: "bad_chunk", 2: "bad_event", 3: "no_notes", 4: "no_bass", 5: "too_dense", 6: "not_4_4"}
+_BASS, _BASSOON, _DRUM = (np.frombuffer(w, np.uint8).copy() for w in (b"bass", b"bassoon", b"drum"))
 
 
 class MidiReadError(ValueError):
@@ -228,47 +229,230 @@ def _walk(data, starts, ends, channel, ccmask, max_tick,
 
 
 @njit(cache=True, nogil=True)
-def _pair_notes(ticks, pitches, vels, end_tick):
-    """Note events in time order -> (n, 4) int64 rows [on tick, end tick, pitch, velocity].
-
-    A note-off closes the sounding note of its pitch (unmatched offs are ignored), a note-on of a
-    sounding pitch ends it first, notes still open end at ``end_tick``."""
-    n_on = 0
-    for i in range(len(vels)):
-        if vels[i] > 0:
-            n_on += 1
-    out = np.empty((n_on, 4), np.int64)
-    open_row = np.full(128, -1, np.int64)
-    k = 0
-    for i in range(len(ticks)):
-        pitch = pitches[i]
-        r = open_row[pitch]
-        if r >= 0:
-            out[r, 1] = ticks[i]
-            open_row[pitch] = -1
-        if vels[i] > 0:
-            out[k, 0] = ticks[i]
-            out[k, 1] = end_tick
-            out[k, 2] = pitch
-            out[k, 3] = vels[i]
-            open_row[pitch] = k
-            k += 1
-    return out
+def _contains(data, off, n, word):
+    """Case-insensitive ASCII search of ``word`` (lower-case bytes) in ``data[off:off+n]``."""
+    for i in range(off, off + n - len(word) + 1):
+        hit = True
+        for j in range(len(word)):
+            b = data[i + j]
+            if 65 <= b <= 90:
+                b += 32
+            if b != word[j]:
+                hit = False
+                break
+        if hit:
+            return True
+    return False
 
 
-def _scan(data, starts, ends, channel=-1, ccmask=None, max_tick=2 ** 62, cap=(0, 0, 0, 0)):
-    """Run ``_walk`` with fresh output arrays of capacity ``cap`` (notes, ccs, tempos, signatures)."""
+@njit(cache=True, nogil=True)
+def _choose_bass(data, hist, prog_seen, chunk_notes, name_span):
+    """Channel of the bass part (see module doc), -1 if there is none."""
+    counts = hist.sum(axis=1)
+    counts[DRUM_CHANNEL] = 0
+    top = counts.max()
+    if top == 0:
+        return -1
+    hinted = np.zeros(16, np.bool_)
+    for ch in range(16):
+        hinted[ch] = prog_seen[ch, 32:40].any()
+    for c in range(len(name_span)):
+        off, n = name_span[c, 0], name_span[c, 1]
+        if n > 0 and _contains(data, off, n, _BASS) and not _contains(data, off, n, _BASSOON) \
+                and not _contains(data, off, n, _DRUM):
+            for ch in range(16):
+                hinted[ch] |= chunk_notes[c, ch] > 0
+    best, best_hint, best_median = -1, False, 999
+    for ch in range(16):
+        if counts[ch] < max(1.0, 0.1 * top):
+            continue
+        half, acc, median = counts[ch] / 2.0, 0, 0
+        for p in range(128):
+            acc += hist[ch, p]
+            if acc >= half:
+                median = p
+                break
+        if best < 0 or (hinted[ch] and not best_hint) or (hinted[ch] == best_hint and median < best_median):
+            best, best_hint, best_median = ch, hinted[ch], median
+    if not best_hint:  # a small hinted channel below the 10% bar still beats pitch alone
+        for ch in range(16):
+            if hinted[ch] and counts[ch] > 0 and (not best_hint or counts[ch] > counts[best]):
+                best, best_hint = ch, True
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _read_core(data, starts, ends, tps, n_steps, lane_of, n_cc, max_windows, max_events, require_4_4):
+    """Everything between the container and the ``Performance`` objects, in one compiled call.
+
+    Returns (status, windows (k,), tempo us/quarter per window (k,), note rows (n, 4) int32 sorted
+    by window then (onset, pitch), row offsets (k + 1,), CC lanes (k, n_cc, n_steps) int16).
+    status: 0 ok, 1 bad_chunk, 2 bad_event, 3 no_notes, 4 no_bass, 5 too_dense, 6 not_4_4."""
+    no_w, no_t = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    no_rows, no_off, no_cc = np.zeros((0, 4), np.int32), np.zeros(1, np.int64), np.zeros((0, n_cc, n_steps), np.int16)
+    ccmask = lane_of >= 0
     n = len(starts)
-    out = dict(hist=np.zeros((16, 128), np.int64), prog_seen=np.zeros((16, 128), np.uint8),
-               chunk_notes=np.zeros((n, 16), np.int64), name_span=np.full((n, 2), -1, np.int64),
-               first_on=np.full(16, -1, np.int64), info=np.zeros(4, np.int64),
-               n_tick=np.empty(cap[0], np.int64), n_pitch=np.empty(cap[0], np.uint8), n_vel=np.empty(cap[0], np.uint8),
-               c_tick=np.empty(cap[1], np.int64), c_num=np.empty(cap[1], np.uint8), c_val=np.empty(cap[1], np.uint8),
-               t_tick=np.empty(cap[2], np.int64), t_val=np.empty(cap[2], np.int64),
-               s_tick=np.empty(cap[3], np.int64), s_val=np.empty(cap[3], np.int64), counts=np.zeros(4, np.int64))
-    mask = np.zeros(128, np.bool_) if ccmask is None else ccmask
-    _walk(data, starts, ends, channel, mask, max_tick, *out.values())
-    return out
+    hist, prog_seen = np.zeros((16, 128), np.int64), np.zeros((16, 128), np.uint8)
+    chunk_notes, name_span = np.zeros((n, 16), np.int64), np.full((n, 2), -1, np.int64)
+    first_on, info, cnt = np.full(16, -1, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64)
+    e8, e64 = np.empty(0, np.uint8), np.empty(0, np.int64)
+    _walk(data, starts, ends, -1, ccmask, 2 ** 62, hist, prog_seen, chunk_notes, name_span, first_on, info,
+          e64, e8, e8, e64, e8, e8, e64, e64, e64, e64, cnt)
+    if info[0] != 0:
+        return info[0], no_w, no_t, no_rows, no_off, no_cc
+    if hist.sum() == 0:
+        return 3, no_w, no_t, no_rows, no_off, no_cc
+    ch = _choose_bass(data, hist, prog_seen, chunk_notes, name_span)
+    if ch < 0:
+        return 4, no_w, no_t, no_rows, no_off, no_cc
+    w0 = np.int64(np.rint(first_on[ch] / tps)) // n_steps
+    max_tick = np.int64(np.ceil((w0 + max_windows) * n_steps * tps))
+    cnt[:] = 0  # count the channel's events up to max_tick, then fill exact-size arrays
+    _walk(data, starts, ends, ch, ccmask, max_tick, hist * 0, prog_seen * 0, chunk_notes * 0, name_span * 0 - 1,
+          first_on * 0 - 1, info * 0, e64, e8, e8, e64, e8, e8, e64, e64, e64, e64, cnt)
+    if max(cnt[0], cnt[1]) > max_events or max(cnt[2], cnt[3]) > max_events:
+        return 5, no_w, no_t, no_rows, no_off, no_cc
+    n_tick, n_pitch, n_vel = np.empty(cnt[0], np.int64), np.empty(cnt[0], np.uint8), np.empty(cnt[0], np.uint8)
+    c_tick, c_num, c_val = np.empty(cnt[1], np.int64), np.empty(cnt[1], np.uint8), np.empty(cnt[1], np.uint8)
+    t_tick, t_val = np.empty(cnt[2], np.int64), np.empty(cnt[2], np.int64)
+    s_tick, s_val = np.empty(cnt[3], np.int64), np.empty(cnt[3], np.int64)
+    cnt[:] = 0
+    _walk(data, starts, ends, ch, ccmask, max_tick, hist * 0, prog_seen * 0, chunk_notes * 0, name_span * 0 - 1,
+          first_on * 0 - 1, info * 0, n_tick, n_pitch, n_vel, c_tick, c_num, c_val, t_tick, t_val, s_tick, s_val, cnt)
+
+    # notes: pair in time order (file order within a tick), round onsets and ends to the grid
+    order = np.argsort(n_tick, kind="mergesort")
+    end_tick = min(info[2], max_tick)
+    n_on = 0
+    for i in range(len(n_vel)):
+        n_on += n_vel[i] > 0
+    on = np.empty(n_on, np.int64)
+    off = np.empty(n_on, np.int64)
+    pitch = np.empty(n_on, np.int64)
+    vel = np.empty(n_on, np.int64)
+    sounding = np.full(128, -1, np.int64)
+    k = 0
+    for i in order:
+        p = n_pitch[i]
+        if sounding[p] >= 0:  # a note-off, or a re-attack of a sounding pitch, ends the note
+            off[sounding[p]] = n_tick[i]
+            sounding[p] = -1
+        if n_vel[i] > 0:
+            on[k], off[k], pitch[k], vel[k] = n_tick[i], end_tick, p, n_vel[i]
+            sounding[p] = k
+            k += 1
+    step = np.empty(n_on, np.int64)
+    dur = np.empty(n_on, np.int64)
+    for i in range(n_on):
+        step[i] = np.int64(np.rint(on[i] / tps))
+        dur[i] = max(np.int64(np.rint(off[i] / tps)) - step[i], 1)
+
+    # windows: those holding a note onset, from the first bass note's, at most max_windows
+    s_order = np.argsort(s_tick, kind="mergesort")
+    has = np.zeros(max_windows, np.bool_)
+    for i in range(n_on):
+        w = step[i] // n_steps - w0
+        if 0 <= w < max_windows:
+            has[w] = True
+    if require_4_4:  # every signature in force over the window must be 4/4 (none given = 4/4)
+        for w in range(max_windows):
+            lo, hi = (w0 + w) * n_steps * tps, (w0 + w + 1) * n_steps * tps
+            at_lo, inside_ok = 4 * 256 + 2, True
+            for i in s_order:
+                if s_tick[i] <= lo:
+                    at_lo = s_val[i]
+                elif s_tick[i] < hi:
+                    inside_ok &= s_val[i] == 4 * 256 + 2
+            has[w] &= inside_ok and at_lo == 4 * 256 + 2
+    index = np.full(max_windows, -1, np.int64)
+    n_win = 0
+    for w in range(max_windows):
+        if has[w]:
+            index[w] = n_win
+            n_win += 1
+    if n_win == 0:
+        return 6 if require_4_4 else 3, no_w, no_t, no_rows, no_off, no_cc
+    windows = np.empty(n_win, np.int64)
+    for w in range(max_windows):
+        if index[w] >= 0:
+            windows[index[w]] = w0 + w
+
+    # note rows per window with the Performance.normalized invariants: clipped to the window, of
+    # same-onset same-pitch notes the last kept, a note ends where the next of its pitch starts
+    keep = np.zeros(n_on, np.bool_)
+    last = np.full(128, -1, np.int64)
+    for i in range(n_on):  # onsets are in time order
+        w = step[i] // n_steps - w0
+        if w < 0 or w >= max_windows or index[w] < 0:
+            continue
+        o = step[i] - (w0 + w) * n_steps
+        dur[i] = min(dur[i], n_steps - o)
+        j = last[pitch[i]]
+        if j >= 0 and step[j] // n_steps == step[i] // n_steps:
+            if step[j] == step[i]:
+                keep[j] = False
+            else:
+                dur[j] = min(dur[j], step[i] - step[j])
+        last[pitch[i]] = i
+        keep[i] = True
+    sel = np.nonzero(keep)[0]
+    key = np.empty(len(sel), np.int64)
+    for k in range(len(sel)):
+        key[k] = step[sel[k]] * 128 + pitch[sel[k]]
+    sel = sel[np.argsort(key, kind="mergesort")]
+    rows = np.empty((len(sel), 4), np.int32)
+    offsets = np.zeros(n_win + 1, np.int64)
+    for k in range(len(sel)):
+        i = sel[k]
+        w = step[i] // n_steps
+        rows[k, 0], rows[k, 1], rows[k, 2], rows[k, 3] = step[i] - w * n_steps, dur[i], pitch[i], min(max(vel[i], 1), 127)
+        offsets[index[w - w0] + 1] += 1
+    offsets = np.cumsum(offsets)
+
+    # CC lanes: state carried into each window, last write within a step wins, sample and hold
+    order = np.argsort(c_tick, kind="mergesort")
+    grid = np.full((n_win, n_cc, n_steps), -2, np.int16)
+    state = np.full(n_cc, -1, np.int16)
+    k = 0
+    for wi in range(n_win):
+        lo = windows[wi] * n_steps
+        while k < len(order):
+            i = order[k]
+            s = np.int64(np.rint(c_tick[i] / tps))
+            if s >= lo:
+                break
+            state[lane_of[c_num[i]]] = c_val[i]
+            k += 1
+        carried = state.copy()  # the state at the window start, before its own events
+        j = k
+        while j < len(order):
+            i = order[j]
+            s = np.int64(np.rint(c_tick[i] / tps))
+            if s >= lo + n_steps:
+                break
+            grid[wi, lane_of[c_num[i]], s - lo] = c_val[i]
+            state[lane_of[c_num[i]]] = c_val[i]
+            j += 1
+        k = j
+        for lane in range(n_cc):
+            if grid[wi, lane, 0] == -2:
+                grid[wi, lane, 0] = carried[lane]
+            for t in range(1, n_steps):
+                if grid[wi, lane, t] == -2:
+                    grid[wi, lane, t] = grid[wi, lane, t - 1]
+
+    # tempo in force at each window start (a zero tempo is meaningless and ignored)
+    tempo = np.full(n_win, 500000, np.int64)
+    order = np.argsort(t_tick, kind="mergesort")
+    current, k = 500000, 0
+    for wi in range(n_win):
+        lo = windows[wi] * n_steps * tps
+        while k < len(order) and t_tick[order[k]] <= lo:
+            if t_val[order[k]] > 0:
+                current = t_val[order[k]]
+            k += 1
+        tempo[wi] = current
+    return 0, windows, tempo, rows, offsets, grid
 
 
 # ---------------------------------------------------------------------------- container
@@ -310,36 +494,6 @@ def _chunks(data: bytes):
     return arr, tpq, smpte, np.array(starts, np.int64), np.array(ends, np.int64)
 
 
-def _is_bass_name(name: str) -> bool:
-    name = name.lower()
-    return "bass" in name and "bassoon" not in name and "drum" not in name
-
-
-def _choose_bass(census, data) -> int:
-    """Channel index of the bass part (see module doc), -1 if none."""
-    counts = census["hist"].sum(axis=1)
-    counts[DRUM_CHANNEL] = 0
-    if counts.max() == 0:
-        return -1
-    named = np.zeros(16, bool)
-    for c in np.nonzero(census["name_span"][:, 1] >= 0)[0]:
-        off, length = census["name_span"][c]
-        if _is_bass_name(bytes(data[off:off + length]).decode("latin-1")):
-            named |= census["chunk_notes"][c] > 0
-    gm_bass = census["prog_seen"][:, GM_BASS].any(axis=1)
-    cands = np.nonzero(counts >= max(1, 0.1 * counts.max()))[0]
-    cum = np.cumsum(census["hist"][cands], axis=1)
-    median = np.argmax(cum >= cum[:, -1:] / 2.0, axis=1)
-    hinted = (gm_bass | named)[cands]
-    order = np.lexsort((median, ~hinted))  # hinted first, then lowest median pitch
-    best = int(cands[order[0]])
-    if not hinted.any():  # a small hinted channel below the 10% bar still beats pitch alone
-        small = np.nonzero((gm_bass | named) & (counts > 0))[0]
-        if len(small):
-            best = int(small[np.argmax(counts[small])])
-    return best
-
-
 # ---------------------------------------------------------------------------- reading
 def read_midi(path, n_bars: int = 4, steps_per_bar: int = 32, cc_numbers=DEFAULT_CC_NUMBERS, *,
               max_windows: int = MAX_WINDOWS, max_bytes: int = MAX_BYTES, max_events: int = MAX_EVENTS,
@@ -366,111 +520,20 @@ def _read(path, n_bars, steps_per_bar, cc_numbers, max_windows, max_bytes, max_e
     if size > max_bytes:
         raise MidiReadError("too_large", f"{size} bytes > {max_bytes}")
     data, tpq, smpte, starts, ends = _chunks(path.read_bytes())
-    census = _scan(data, starts, ends)
-    if census["info"][0]:
-        raise MidiReadError(_ERRORS[int(census["info"][0])], f"in track {int(census['info'][1])}")
-    if census["hist"].sum() == 0:
-        raise MidiReadError("no_notes")
-    channel = _choose_bass(census, data)
-    if channel < 0:
-        raise MidiReadError("no_bass", "only drum notes")
-
     n_steps = n_bars * steps_per_bar
-    tps = tpq * 4.0 / steps_per_bar  # ticks per grid step (may be fractional)
-    w0 = int(np.rint(census["first_on"][channel] / tps)) // n_steps
-    max_tick = int(np.ceil((w0 + max_windows) * n_steps * tps))
-    ccmask = np.zeros(128, np.bool_)
-    ccmask[[c for c in cc_numbers if 0 <= c < 128]] = True
-    counted = _scan(data, starts, ends, channel, ccmask, max_tick)["counts"]
-    if counted[:2].max() > max_events or counted[2:].max() > max_events:
-        raise MidiReadError("too_dense", f"{int(counted[:2].sum())} events in {max_windows} windows")
-    ev = _scan(data, starts, ends, channel, ccmask, max_tick, cap=tuple(int(k) for k in counted))
-
-    order = np.argsort(ev["n_tick"], kind="stable")  # file order (track-major) within a tick
-    notes = _pair_notes(ev["n_tick"][order], ev["n_pitch"][order], ev["n_vel"][order],
-                        min(int(census["info"][2]), max_tick))
-    on = np.rint(notes[:, 0] / tps).astype(np.int64)
-    dur = np.maximum(np.rint(notes[:, 1] / tps).astype(np.int64) - on, 1)
-    win = on // n_steps
-    windows = np.unique(win[(win >= w0) & (win < w0 + max_windows)])
-
-    order = np.argsort(ev["t_tick"], kind="stable")
-    t_tick, t_val = ev["t_tick"][order], ev["t_val"][order]
-    t_tick, t_val = t_tick[t_val > 0], t_val[t_val > 0]  # a zero tempo is meaningless: ignored
-    if require_4_4:
-        order = np.argsort(ev["s_tick"], kind="stable")
-        s_tick, s_val = ev["s_tick"][order], ev["s_val"][order]
-        windows = np.array([w for w in windows if _is_4_4(s_tick, s_val, w * n_steps * tps,
-                                                            (w + 1) * n_steps * tps)], np.int64)
-    if len(windows) == 0:
-        raise MidiReadError("not_4_4" if require_4_4 else "no_notes", "no window holds a bass note")
-
-    span = (int(w0) * n_steps, int(windows[-1] + 1) * n_steps)
-    grid = _cc_grid(ev, tps, cc_numbers, span)
-    rows = _window_notes(np.stack([on, dur, notes[:, 2], notes[:, 3]], axis=1), win, windows, n_steps)
-    out = []
-    for w, r in zip(windows.tolist(), rows):
-        k = np.searchsorted(t_tick, w * n_steps * tps, side="right")
-        bpm = 120.0 if smpte or k == 0 else 60e6 / float(t_val[k - 1])
-        lo = w * n_steps - span[0]
-        out.append(Performance(r, grid[:, lo:lo + n_steps].copy(), cc_numbers, tempo_bpm=bpm,
-                               steps_per_bar=steps_per_bar, style="", source=str(path)))
-    return out
-
-
-def _cc_grid(ev, tps, cc_numbers, span) -> np.ndarray:
-    """(n_cc, span steps) int16 sample-and-hold lanes over ``span`` = [first, end) global steps.
-
-    CCs before the span land on its first step (so each window's first column is the state carried
-    into it, ``initial_cc``); the CC written last (time, then file order) wins within a step."""
     lane_of = np.full(128, -1, np.int64)
     for i, c in enumerate(cc_numbers):
         if 0 <= c < 128 and lane_of[c] < 0:
             lane_of[c] = i
-    order = np.argsort(ev["c_tick"], kind="stable")
-    step = np.maximum(np.rint(ev["c_tick"][order] / tps).astype(np.int64), span[0]) - span[0]
-    lane = lane_of[ev["c_num"][order]]
-    val = ev["c_val"][order].astype(np.int16)
-    ok = (step < span[1] - span[0]) & (lane >= 0)
-    step, lane, val = step[ok], lane[ok], val[ok]
-    width = span[1] - span[0]
-    key = lane * width + step
-    last = len(key) - 1 - np.unique(key[::-1], return_index=True)[1]  # last write per (lane, step)
-    grid = np.full((len(cc_numbers), width), -1, np.int16)
-    grid[lane[last], step[last]] = val[last]
-    return ffill_lanes(grid)
-
-
-def _window_notes(n, win, windows, n_steps) -> list[np.ndarray]:
-    """Global-step note rows (onset, duration, pitch, velocity) -> per-window rows with the
-    ``Performance.normalized`` invariants: clipped to the window, duration >= 1, of notes with the
-    same onset and pitch the last one kept, a note ends where the next of its pitch starts, sorted
-    by (onset, pitch). Done for all windows at once (per-window numpy calls dominated the time)."""
-    keep = np.isin(win, windows)
-    n, w = n[keep], win[keep]
-    o = n[:, 0] - w * n_steps
-    d = np.clip(n[:, 1], 1, n_steps - o)
-    p, v = n[:, 2], np.clip(n[:, 3], 1, 127)
-    idx = np.lexsort((np.arange(len(o)), o, p, w))  # time order is the input order
-    same = (w[idx][1:] == w[idx][:-1]) & (p[idx][1:] == p[idx][:-1])
-    dup = same & (o[idx][1:] == o[idx][:-1])
-    idx = idx[np.append(~dup, True)]  # of a same-onset same-pitch group keep the last (its re-attack)
-    same = (w[idx][1:] == w[idx][:-1]) & (p[idx][1:] == p[idx][:-1])
-    end = o[idx] + d[idx]
-    end[:-1] = np.where(same, np.minimum(end[:-1], o[idx][1:]), end[:-1])
-    d[idx] = end - o[idx]
-    idx = idx[np.lexsort((p[idx], o[idx], w[idx]))]
-    rows = np.stack([o[idx], d[idx], p[idx], v[idx]], axis=1).astype(np.int32)
-    bounds = np.searchsorted(w[idx], windows, side="left")
-    return np.split(rows, bounds[1:])
-
-
-def _is_4_4(s_tick, s_val, lo_tick, hi_tick) -> bool:
-    """Whether every time signature in force over [lo_tick, hi_tick) is 4/4 (none = 4/4)."""
-    k = np.searchsorted(s_tick, lo_tick, side="right")
-    inside = s_val[(s_tick > lo_tick) & (s_tick < hi_tick)]
-    first = s_val[k - 1] if k > 0 else 4 * 256 + 2
-    return bool(first == 4 * 256 + 2 and np.all(inside == 4 * 256 + 2))
+    status, windows, tempo, rows, offsets, grid = _read_core(
+        data, starts, ends, tpq * 4.0 / steps_per_bar, n_steps, lane_of, len(cc_numbers), int(max_windows),
+        int(max_events), bool(require_4_4))
+    if status:
+        raise MidiReadError(_STATUS[int(status)])
+    bpm = np.full(len(windows), 120.0) if smpte else 60e6 / tempo
+    source = str(path)
+    return [Performance(rows[offsets[k]:offsets[k + 1]], grid[k], cc_numbers, tempo_bpm=float(bpm[k]),
+                        steps_per_bar=steps_per_bar, style="", source=source) for k in range(len(windows))]
 
 
 # ---------------------------------------------------------------------------- writing

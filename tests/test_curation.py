@@ -207,3 +207,26 @@ def test_cli(tmp_path, capsys):
                 "--preset", "tiny"])
     assert rep["files"]["read"] == 12 and json.loads((tmp_path / "report.json").read_text()) == rep
     assert '"accepted"' in capsys.readouterr().out
+
+
+def test_plots_of_a_curated_folder_and_a_window(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vaelib.controllers import CONTROLLERS
+    from vaelib.plots import plot_cc_lanes, plot_curation, plot_performance
+
+    curate("synthetic", tmp_path, get_preset("tiny").data, progress=False, n_examples=15)
+    perfs = load_performances(tmp_path, "train")
+    fig = plot_performance(perfs[0])
+    roll, lanes = fig.axes
+    assert [t.get_text() for t in lanes.get_yticklabels()] == [c.name for c in CONTROLLERS][::-1]
+    assert perfs[0].style in roll.get_title()
+    fig2 = plot_cc_lanes(perfs[:2], ["a", "b"], names=["cutoff", "volume"])
+    assert [ax.get_ylabel() for ax in fig2.axes if ax.get_visible()] == ["cutoff", "volume"]
+    fig3 = plot_curation(tmp_path)
+    titles = " ".join(ax.get_title() for ax in fig3.axes)
+    assert "token length" in titles and "CC activity" in titles and "style mix" in titles
+    plt.close("all")

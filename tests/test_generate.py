@@ -159,3 +159,26 @@ def test_reconstruct_keeps_labels(tiny_model):
     out = reconstruct(tiny_model, TK, perfs, max_len=64)
     assert [p.source for p in out] == [p.source for p in perfs]
     assert [p.tempo_bpm for p in out] == [p.tempo_bpm for p in perfs]
+
+
+def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
+    import soundfile as sf
+
+    from vaelib.config import get_preset
+    from vaelib.curation import curate
+    from vaelib.generate import main
+    from vaelib.train import fit
+
+    curate("synthetic", tmp_path / "data", progress=False, n_examples=12, max_len=384)
+    fit(get_preset("tiny", epochs=1), tmp_path / "data", tmp_path / "run dir", max_steps=2)
+    main(["--run-dir", str(tmp_path / "run dir"), "--n", "3", "--out", str(tmp_path / "out"), "--top-p", "0.9",
+          "--monophonic"])
+    mids = sorted((tmp_path / "out").glob("*.mid"))
+    wavs = sorted((tmp_path / "out").glob("*.wav"))
+    assert len(mids) == 3 and len(wavs) == 3
+    assert all(" " not in p.name for p in mids + wavs)  # safe names even from "run dir"
+    for m, w in zip(mids, wavs):
+        msgs = list(mido.MidiFile(m))
+        assert any(x.type == "note_on" and x.velocity > 0 for x in msgs)
+        assert any(x.type == "control_change" for x in msgs)
+        assert sf.info(str(w)).samplerate == 44100

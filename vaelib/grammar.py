@@ -15,7 +15,8 @@ re-encodes to itself (``encode(decode(ids)) == ids``):
   onset at the window's end; a short shift (< max_shift) is followed by an event, never by
   another shift or EOS, and a shift may reach the window's end only to close sounding notes
   (there, lowest pitch first);
-* EOS only when nothing sounds, and forced when one position is left before ``max_len``
+* EOS only when nothing sounds and at least one note and one CC came (curation rejects empty
+  windows, so the data never ends earlier), and forced when one position is left before ``max_len``
   (the decoder closes notes still open there, so output stays valid).
 
 The masks never come back all-False for a live row (see ``allowed``).
@@ -70,6 +71,8 @@ class Grammar:
         self.after_short_shift = torch.zeros(B, dtype=torch.bool, device=dev)
         self.length = torch.ones(B, dtype=torch.long, device=dev)  # BOS
         self.done = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.has_note = torch.zeros(B, dtype=torch.bool, device=dev)
+        self.has_cc = torch.zeros(B, dtype=torch.bool, device=dev)
 
     def allowed(self) -> torch.Tensor:
         """(B, V) bool: the tokens each row may emit next (finished rows: PAD only)."""
@@ -98,11 +101,14 @@ class Grammar:
         event = torch.where(kind == VEL, vel_ok, torch.where(kind == OFF, off_ok, torch.where(
             kind == SHIFT, shift_ok, torch.where(kind == CC, cc_ok, False))))
         event = event & room
-        eos_ok = (~any_sounding & ~self.after_short_shift[:, None]) | ~room
+        # an empty window may end only where nothing else fits (the last step, or no room for a note)
+        content = (self.has_note & self.has_cc | (rem <= 2) | (self.elapsed >= self.n_steps - 1))[:, None]
+        eos_ok = (~any_sounding & ~self.after_short_shift[:, None] & content) | ~room
         ids = torch.arange(kind.shape[1], device=kind.device)[None]
         mask = torch.where(ids == EOS, eos_ok, event)
         # right after VELOCITY the only choice is its NOTE_ON
         mask = torch.where(self.after_vel[:, None], (kind == ON) & on_ok, mask)
+        mask[:, EOS] |= ~mask.any(1)  # never strand a row (the rules above should already prevent it)
         return torch.where(self.done[:, None], ids == PAD, mask)
 
     def update(self, tokens: torch.Tensor) -> None:
@@ -120,6 +126,8 @@ class Grammar:
         has_key = on | off | cc
         self.last_key = torch.where(is_shift, -1, torch.where(has_key, self.key[tokens], self.last_key))
         self.after_vel = live & (k == VEL)
+        self.has_note |= on
+        self.has_cc |= cc
         self.length += live.long()
         self.done |= live & (tokens == EOS)
 
@@ -132,7 +140,7 @@ def check_sequence(tokenizer: Tokenizer, ids, *, max_len: int, monophonic: bool 
     if ids[0] != BOS or ids[-1] != EOS or EOS in ids[1:-1] or len(ids) > max_len:
         raise ValueError("not BOS ... EOS within max_len")
     kinds = tk.token_types(ids)
-    sounding, cc, t, last_key, prev = set(), {}, 0, -1, None  # prev: (kind, amount)
+    sounding, cc, t, last_key, prev, seen_note = set(), {}, 0, -1, None, False  # prev: (kind, amount)
     for i, (tok, kind) in enumerate(zip(ids[1:], kinds[1:]), start=1):
         forced_end = tok == EOS and i == max_len - 1
         if prev and prev[0] == VEL and kind != ON:
@@ -140,7 +148,8 @@ def check_sequence(tokenizer: Tokenizer, ids, *, max_len: int, monophonic: bool 
         if prev and prev[0] == SHIFT and prev[1] < c.max_shift and kind in (SHIFT, SPECIAL) and not forced_end:
             raise ValueError(f"{i}: short TIME_SHIFT not followed by an event")
         if kind == SPECIAL:
-            if tok != EOS or (sounding and not forced_end):
+            empty_ok = (seen_note and cc) or i >= max_len - 2 or t >= c.n_steps - 1
+            if tok != EOS or ((sounding or not empty_ok) and not forced_end):
                 raise ValueError(f"{i}: {tk.describe(tok)} with notes {sorted(sounding)} sounding")
         elif kind == VEL:
             if t >= c.n_steps or (monophonic and sounding):
@@ -150,7 +159,7 @@ def check_sequence(tokenizer: Tokenizer, ids, *, max_len: int, monophonic: bool 
             if prev is None or prev[0] != VEL or p in sounding or 512 + p <= last_key:
                 raise ValueError(f"{i}: NOTE_ON {p} out of grammar")
             sounding.add(p)
-            last_key = 512 + p
+            last_key, seen_note = 512 + p, True
         elif kind == OFF:
             p = tok - tk.off0
             if p not in sounding or p <= last_key:

@@ -57,7 +57,8 @@ def draw(logits: torch.Tensor, generator: torch.Generator | None = None, greedy:
     best = logits.argmax(-1)
     if greedy:
         return best
-    u = torch.rand(logits.shape[0], generator=generator, device=logits.device)
+    dev = generator.device if generator is not None else logits.device
+    u = torch.rand(logits.shape[0], generator=generator, device=dev).to(logits.device)
     cdf = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)  # (B, V)
     tok = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True)[:, 0].clamp(max=logits.shape[-1] - 1)
     ok = torch.isfinite(logits.gather(1, tok[:, None]))[:, 0]  # rounding at the top end can overshoot

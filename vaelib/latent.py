@@ -245,7 +245,10 @@ def variation_grid(model, tokenizer, z0, directions: dict[str, np.ndarray], amou
         p.source = f"{names[k // len(amounts)]}{amounts[k % len(amounts)]:+g}"
         ax.imshow(p.piano_roll()[20:100] > 0, aspect="auto", origin="lower", cmap="Greys",
                   extent=(0, p.n_steps, 19.5, 99.5), interpolation="nearest")
-        ax.twinx().plot(p.cc_curves()[0], color="tab:orange", lw=0.8)
+        twin = ax.twinx()
+        twin.plot(p.cc_curves()[0], color="tab:orange", lw=0.8)
+        twin.set_ylim(-0.05, 1.05)
+        twin.set_yticks([])
         ax.set_title(f"{p.source}  ({p.n_notes} notes)", fontsize=7)
     fig.tight_layout()
     return fig, perfs

@@ -110,6 +110,10 @@ def _render_kernel(n_samples, sr, hop, interpolate, cutoff_hz, resonance, drive,
     pitch = 36.0; target = 36.0; vel = 0.0; vel_target = 0.0  # noqa: E702
     last_pitch = -1.0; last_det = -1.0; dt1 = 0.0; dt2 = 0.0  # noqa: E702  cached oscillator increments
     G = 0.0; dG = 0.0; inv_mod = 1.0 / MOD_EVERY  # noqa: E702  ladder coefficient and its per-sample ramp
+    d_cut = 0.0; d_res = 0.0; d_drive = 0.0; d_env = 0.0; d_lfo = 0.0  # noqa: E702  per-sample control slopes
+    d_rate = 0.0; d_mix = 0.0; d_det = 0.0; d_glide = 0.0; d_gain = 0.0  # noqa: E702
+    c_cut = 0.0; c_res = 0.0; c_drive = 0.0; c_env = 0.0; c_lfo = 0.0  # noqa: E702  current control values
+    c_rate = 0.0; c_mix = 0.0; c_det = 0.0; c_glide = 0.0; c_gain = 0.0  # noqa: E702
     k = 0; pos = 0; mod_pos = 0  # noqa: E702  control frame, position in it, position in the modulation block
     cur = -1  # index of the sounding note
     nxt = 0  # next note to start
@@ -133,23 +137,45 @@ def _render_kernel(n_samples, sr, hop, interpolate, cutoff_hz, resonance, drive,
             amp_stage = 0
             filt_stage = 0
 
-        # ---- controls: linear interpolation between control frames (or held per block)
-        # (counters, not n // hop: a 64-bit integer division per sample costs as much as the filter)
+        # ---- controls: linear ramps between control frames (slopes set once per frame, then one add per
+        # sample), or held per block. Counters, not n // hop: a per-sample integer division is expensive.
+        if pos == 0:
+            c_cut = cutoff_hz[k]
+            c_res = resonance[k]
+            c_drive = drive[k]
+            c_env = env_octaves[k]
+            c_lfo = lfo_octaves[k]
+            c_rate = lfo_hz[k]
+            c_mix = osc_mix[k]
+            c_det = detune_cents[k]
+            c_glide = glide_sec[k]
+            c_gain = gain[k]
+            if interpolate:
+                d_cut = (cutoff_hz[k + 1] - cutoff_hz[k]) * inv_hop
+                d_res = (resonance[k + 1] - resonance[k]) * inv_hop
+                d_drive = (drive[k + 1] - drive[k]) * inv_hop
+                d_env = (env_octaves[k + 1] - env_octaves[k]) * inv_hop
+                d_lfo = (lfo_octaves[k + 1] - lfo_octaves[k]) * inv_hop
+                d_rate = (lfo_hz[k + 1] - lfo_hz[k]) * inv_hop
+                d_mix = (osc_mix[k + 1] - osc_mix[k]) * inv_hop
+                d_det = (detune_cents[k + 1] - detune_cents[k]) * inv_hop
+                d_glide = (glide_sec[k + 1] - glide_sec[k]) * inv_hop
+                d_gain = (gain[k + 1] - gain[k]) * inv_hop
+        else:
+            c_cut += d_cut
+            c_res += d_res
+            c_drive += d_drive
+            c_env += d_env
+            c_lfo += d_lfo
+            c_rate += d_rate
+            c_mix += d_mix
+            c_det += d_det
+            c_glide += d_glide
+            c_gain += d_gain
+        pos += 1
         if pos == hop:
             pos = 0
             k += 1
-        fr = pos * inv_hop if interpolate else 0.0
-        pos += 1
-        c_cut = cutoff_hz[k] + fr * (cutoff_hz[k + 1] - cutoff_hz[k])
-        c_res = resonance[k] + fr * (resonance[k + 1] - resonance[k])
-        c_drive = drive[k] + fr * (drive[k + 1] - drive[k])
-        c_env = env_octaves[k] + fr * (env_octaves[k + 1] - env_octaves[k])
-        c_lfo = lfo_octaves[k] + fr * (lfo_octaves[k + 1] - lfo_octaves[k])
-        c_rate = lfo_hz[k] + fr * (lfo_hz[k + 1] - lfo_hz[k])
-        c_mix = osc_mix[k] + fr * (osc_mix[k + 1] - osc_mix[k])
-        c_det = detune_cents[k] + fr * (detune_cents[k + 1] - detune_cents[k])
-        c_glide = glide_sec[k] + fr * (glide_sec[k + 1] - glide_sec[k])
-        c_gain = gain[k] + fr * (gain[k + 1] - gain[k])
 
         # ---- envelopes
         if amp_stage == 1:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from vaelib.checkpoint import list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
 from vaelib.curation import curate
@@ -12,6 +14,7 @@ from vaelib.curation import curate
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # torchrun + 2 interpreter starts: ~9 s on an idle machine
 def test_torchrun_two_cpu_processes_agree_on_weights(tmp_path):
     data = tmp_path / "data"
     curate("synthetic", data, config=get_preset("tiny").data, n_examples=40, progress=False)

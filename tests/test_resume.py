@@ -71,6 +71,7 @@ def _max_logged_step(path: Path) -> int:
     return max(steps, default=0)
 
 
+@pytest.mark.slow  # 6 interpreter starts: ~17 s on an idle core
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_dir, tmp_path):
     config = fast_config(epochs=4, ckpt_every=5, keep_ckpts=2)  # 64 steps
     cfg_path = tmp_path / "config.json"
@@ -80,7 +81,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_dir, tmp_pa
            "--run-dir", str(run), "--resume"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     rng = np.random.default_rng(8)
-    targets = np.sort(rng.choice(np.arange(6, 60), size=5, replace=False))  # checkpoints exist from step 5 on
+    # checkpoints exist from step 5 on; stop by 48 so a lagging poller on a loaded machine still kills before the end
+    targets = np.sort(rng.choice(np.arange(6, 48), size=5, replace=False))
     killed_at = []
     for target in targets:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

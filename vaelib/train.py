@@ -223,6 +223,17 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
         return None
 
     log = open(metrics_path, "a") if rank == 0 else None
+
+    def validate(epoch_) -> int:
+        """Collapse diagnostics on the validation batches, logged as a ``val`` row (rank 0; own RNG)."""
+        if sum(len(b) for b in val_batches) >= 2:  # shuffled-z and MI need two sequences
+            diag = collapse_diagnostics(model, val_batches, seed=t.seed)
+            log.write(json.dumps({"split": "val", "step": step, "epoch": epoch_,
+                                  **{f"val/{k}": v for k, v in diag.items()}}) + "\n")
+            log.flush()
+        return step
+
+    validated_at = step if found is not None else -1
     bar = tqdm(total=cap, initial=step, desc=f"train {run_dir.name}", disable=rank != 0, leave=False)
     saved_at = step if found is not None else -1
     model.train()
@@ -279,11 +290,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
                 bar.set_postfix(loss=f"{row['losses/loss']:.1f}", kl=f"{row['losses/kl']:.1f}", beta=f"{beta:.2f}")
             if start_batch == len(batches):  # epoch done: validate before the checkpoint that closes it
                 epoch, start_batch = epoch + 1, 0
-                if rank == 0 and len(val_batches) and sum(len(b) for b in val_batches) >= 2:
-                    diag = collapse_diagnostics(model, val_batches, seed=t.seed)
-                    row = {"split": "val", "step": step, "epoch": epoch - 1, **{f"val/{k}": v for k, v in diag.items()}}
-                    log.write(json.dumps(row) + "\n")
-                    log.flush()
+                if rank == 0:
+                    validated_at = validate(epoch - 1)
             if step % t.ckpt_every == 0:
                 last_good = save(epoch, start_batch) or last_good
                 saved_at = step
@@ -295,6 +303,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
         last_good = save(epoch, start_batch) or last_good
     history = []
     if rank == 0:
+        if validated_at != step:  # a run cut mid-epoch (max_steps) still ends with diagnostics
+            validate(epoch)
         log.close()
         _write_csv(metrics_path, run_dir / "metrics.csv")
         prev = json.loads((run_dir / "run.json").read_text())

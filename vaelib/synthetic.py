@@ -35,7 +35,7 @@ STYLES: tuple[str, ...] = ("wobble", "glitch", "reese")
 TEMPO_BPM = {"wobble": (135.0, 150.0), "glitch": (130.0, 175.0), "reese": (160.0, 175.0)}
 WOBBLE_RATES = {"1/4": 1 / 4, "1/8": 1 / 8, "1/8T": 1 / 12, "1/16": 1 / 16, "1/32": 1 / 32}  # cycle, in bars
 SHAPES = ("sine", "saw", "square", "sample_hold")
-_SCALE = np.array([0, 0, 0, 12, 7, 3, 5, 10, 1, -12 + 12])  # minor/phrygian degrees, root-weighted
+_DEGREES = np.array([0, 0, 0, 0, 12, 7, 3, 5, 10, 1])  # semitones over the root: root-heavy minor + phrygian b2
 _HOLD_LEVELS = (1, 2, 3, 5, 7, 11)  # odd holds never lock onto a beat-synced LFO and freeze it
 _BAR_SPLITS = ((1.0,), (0.5, 0.5), (0.75, 0.25), (0.25, 0.25, 0.5), (0.5, 0.25, 0.25))
 
@@ -101,9 +101,14 @@ def _notes(rng, style: str, g: _Grid):
     n = len(onset)
     gap = np.diff(np.append(onset, g.T))
     root = int(rng.integers(*{"wobble": (28, 41), "glitch": (30, 47), "reese": (26, 38)}[style]))
-    deg = _SCALE[rng.integers(0, len(_SCALE), n)]
-    octave_jump = rng.random(n) < (0.1 if style == "reese" else 0.2)
-    pitch = root + deg + 12 * octave_jump
+    # a pitch per 1/16 position for the A bar; the B bar re-draws about a third of them, so the
+    # line repeats as a motif (octave jumps included) instead of being fresh noise every bar
+    deg = _DEGREES[rng.integers(0, len(_DEGREES), (2, per_bar))]
+    jump = rng.random((2, per_bar)) < (0.1 if style == "reese" else 0.2)
+    keep = rng.random(per_bar) > 0.35
+    deg[1], jump[1] = np.where(keep, deg[0], deg[1]), np.where(keep, jump[0], jump[1])
+    form_of, pos_of = (on16 // per_bar) % 2, on16 % per_bar
+    pitch = root + deg[form_of, pos_of] + 12 * jump[form_of, pos_of]
     accent = (rng.random(n) < 0.3) | (onset % g.beat == 0) & (rng.random(n) < 0.5)
     accent[0] = True  # at least one accented and one plain note, so drive and env_amount always move
     accent[n // 2] &= n < 2 or not accent.all()

@@ -11,8 +11,10 @@ auraloss ``MultiResolutionSTFTLoss`` with FFT sizes 1024/2048/512, hops 120/240/
 * **Caching.** The reference's magnitudes are computed once per (performance, sample rate) and reused
   (an LRU per process), using auraloss's own ``stft``/loss modules so the value equals auraloss's.
 
-Calibration (7 s bassline at 22.05 kHz; see ``tests/test_mrstft.py`` and the benchmark): identical 0,
--6 dB ~0.7, 1 ms shift ~0.3, another performance ~3.5-6.6, white noise ~10.
+Calibration on this package's voice (7 s synthetic basslines at 22.05 kHz, ``tests/benchmarks/bench_synth.py``):
+identical 0, -6 dB ~0.85, 1 ms shift ~0.23, another performance ~2.2-4.2, white noise at the reference's
+RMS ~6.7 (full-scale noise ~12). The -6 dB value is 0.5 (spectral convergence) plus ln 2 times the share of
+bins above auraloss's magnitude floor, so it depends on how much silence a render holds.
 """
 from __future__ import annotations
 
@@ -127,8 +129,9 @@ def score_pair(ref, est, sample_rate: int, backend: str = "va", plugin_path=None
 
 
 def _init_worker() -> None:
-    """One thread per worker: the pool supplies the parallelism."""
-    os.environ["OMP_NUM_THREADS"] = "1"
+    """One thread per worker: the pool supplies the parallelism (set before torch/numba are imported here)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ[var] = "1"
     import torch
 
     torch.set_num_threads(1)

@@ -174,8 +174,8 @@ _SMALL = ExperimentConfig(
 # Seconds per run: tests and nbval.
 _TINY = ExperimentConfig(
     name="tiny",
-    data=DataConfig(n_examples=120, tokenizer=TokenizerConfig(max_len=384)),
-    model=ModelConfig(max_len=384, d_model=32, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=64,
+    data=DataConfig(n_examples=120, tokenizer=TokenizerConfig(max_len=512)),
+    model=ModelConfig(max_len=512, d_model=32, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=64,
                       dropout=0.0, latent_dim=16, n_memory=2),
     train=replace(_RECOMMENDED.train, epochs=2, batch_tokens=4096, max_batch_size=16, lr=3e-3,
                   warmup_steps=5, ckpt_every=20, eval_batches=2),

@@ -46,6 +46,7 @@ snapshot at step 0 and every later CC change, written atomically.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -62,7 +63,7 @@ MAX_BYTES = 32 << 20  # files above this are rejected as "too_large"
 MAX_WINDOWS = 64  # windows per file: bounds time and memory on hour-long files
 MAX_EVENTS = 1_000_000  # bass-channel events in the windows' span; above: "too_dense"
 DRUM_CHANNEL = 9
-GM_BASS = range(32, 40)
+GM_BASS = np.arange(32, 40)
 WRITE_PROGRAM = 38  # GM "Synth Bass 1"
 WRITE_TICKS_PER_STEP = 60  # 480 ticks per quarter at 32 steps per bar
 
@@ -248,14 +249,17 @@ def _contains(data, off, n, word):
 @njit(cache=True, nogil=True)
 def _choose_bass(data, hist, prog_seen, chunk_notes, name_span):
     """Channel of the bass part (see module doc), -1 if there is none."""
-    counts = hist.sum(axis=1)
-    counts[DRUM_CHANNEL] = 0
+    counts = np.zeros(16, np.int64)  # plain loops: numba's axis reductions cost microseconds here
+    hinted = np.zeros(16, np.bool_)
+    for ch in range(16):
+        if ch != DRUM_CHANNEL:
+            for p in range(128):
+                counts[ch] += hist[ch, p]
+        for p in GM_BASS:
+            hinted[ch] |= prog_seen[ch, p] > 0
     top = counts.max()
     if top == 0:
         return -1
-    hinted = np.zeros(16, np.bool_)
-    for ch in range(16):
-        hinted[ch] = prog_seen[ch, 32:40].any()
     for c in range(len(name_span)):
         off, n = name_span[c, 0], name_span[c, 1]
         if n > 0 and _contains(data, off, n, _BASS) and not _contains(data, off, n, _BASSOON) \
@@ -279,6 +283,15 @@ def _choose_bass(data, hist, prog_seen, chunk_notes, name_span):
             if hinted[ch] and counts[ch] > 0 and (not best_hint or counts[ch] > counts[best]):
                 best, best_hint = ch, True
     return best
+
+
+@njit(cache=True, nogil=True)
+def _stable_order(keys):
+    """Stable argsort; the events of one track come sorted, so check that first (it is ~20x cheaper)."""
+    for i in range(1, len(keys)):
+        if keys[i] < keys[i - 1]:
+            return np.argsort(keys, kind="mergesort")
+    return np.arange(len(keys))
 
 
 @njit(cache=True, nogil=True)
@@ -307,9 +320,12 @@ def _read_core(data, starts, ends, tps, n_steps, lane_of, n_cc, max_windows, max
         return 4, no_w, no_t, no_rows, no_off, no_cc
     w0 = np.int64(np.rint(first_on[ch] / tps)) // n_steps
     max_tick = np.int64(np.ceil((w0 + max_windows) * n_steps * tps))
-    cnt[:] = 0  # count the channel's events up to max_tick, then fill exact-size arrays
-    _walk(data, starts, ends, ch, ccmask, max_tick, hist * 0, prog_seen * 0, chunk_notes * 0, name_span * 0 - 1,
-          first_on * 0 - 1, info * 0, e64, e8, e8, e64, e8, e8, e64, e64, e64, e64, cnt)
+    end_tick = min(info[2], max_tick)  # where notes still sounding end
+    # count the channel's events up to max_tick, then fill exact-size arrays (the census arrays
+    # are passed again only to avoid allocations: they are not read after this point)
+    cnt[:] = 0
+    _walk(data, starts, ends, ch, ccmask, max_tick, hist, prog_seen, chunk_notes, name_span,
+          first_on, info, e64, e8, e8, e64, e8, e8, e64, e64, e64, e64, cnt)
     if max(cnt[0], cnt[1]) > max_events or max(cnt[2], cnt[3]) > max_events:
         return 5, no_w, no_t, no_rows, no_off, no_cc
     n_tick, n_pitch, n_vel = np.empty(cnt[0], np.int64), np.empty(cnt[0], np.uint8), np.empty(cnt[0], np.uint8)
@@ -317,12 +333,11 @@ def _read_core(data, starts, ends, tps, n_steps, lane_of, n_cc, max_windows, max
     t_tick, t_val = np.empty(cnt[2], np.int64), np.empty(cnt[2], np.int64)
     s_tick, s_val = np.empty(cnt[3], np.int64), np.empty(cnt[3], np.int64)
     cnt[:] = 0
-    _walk(data, starts, ends, ch, ccmask, max_tick, hist * 0, prog_seen * 0, chunk_notes * 0, name_span * 0 - 1,
-          first_on * 0 - 1, info * 0, n_tick, n_pitch, n_vel, c_tick, c_num, c_val, t_tick, t_val, s_tick, s_val, cnt)
+    _walk(data, starts, ends, ch, ccmask, max_tick, hist, prog_seen, chunk_notes, name_span,
+          first_on, info, n_tick, n_pitch, n_vel, c_tick, c_num, c_val, t_tick, t_val, s_tick, s_val, cnt)
 
     # notes: pair in time order (file order within a tick), round onsets and ends to the grid
-    order = np.argsort(n_tick, kind="mergesort")
-    end_tick = min(info[2], max_tick)
+    order = _stable_order(n_tick)
     n_on = 0
     for i in range(len(n_vel)):
         n_on += n_vel[i] > 0
@@ -348,7 +363,7 @@ def _read_core(data, starts, ends, tps, n_steps, lane_of, n_cc, max_windows, max
         dur[i] = max(np.int64(np.rint(off[i] / tps)) - step[i], 1)
 
     # windows: those holding a note onset, from the first bass note's, at most max_windows
-    s_order = np.argsort(s_tick, kind="mergesort")
+    s_order = _stable_order(s_tick)
     has = np.zeros(max_windows, np.bool_)
     for i in range(n_on):
         w = step[i] // n_steps - w0
@@ -399,7 +414,7 @@ def _read_core(data, starts, ends, tps, n_steps, lane_of, n_cc, max_windows, max
     key = np.empty(len(sel), np.int64)
     for k in range(len(sel)):
         key[k] = step[sel[k]] * 128 + pitch[sel[k]]
-    sel = sel[np.argsort(key, kind="mergesort")]
+    sel = sel[_stable_order(key)]
     rows = np.empty((len(sel), 4), np.int32)
     offsets = np.zeros(n_win + 1, np.int64)
     for k in range(len(sel)):
@@ -410,7 +425,7 @@ def _read_core(data, starts, ends, tps, n_steps, lane_of, n_cc, max_windows, max
     offsets = np.cumsum(offsets)
 
     # CC lanes: state carried into each window, last write within a step wins, sample and hold
-    order = np.argsort(c_tick, kind="mergesort")
+    order = _stable_order(c_tick)
     grid = np.full((n_win, n_cc, n_steps), -2, np.int16)
     state = np.full(n_cc, -1, np.int16)
     k = 0
@@ -443,7 +458,7 @@ def _read_core(data, starts, ends, tps, n_steps, lane_of, n_cc, max_windows, max
 
     # tempo in force at each window start (a zero tempo is meaningless and ignored)
     tempo = np.full(n_win, 500000, np.int64)
-    order = np.argsort(t_tick, kind="mergesort")
+    order = _stable_order(t_tick)
     current, k = 500000, 0
     for wi in range(n_win):
         lo = windows[wi] * n_steps * tps
@@ -502,7 +517,7 @@ def read_midi(path, n_bars: int = 4, steps_per_bar: int = 32, cc_numbers=DEFAULT
 
     Raises only ``MidiReadError`` (``.reason`` as in the module doc), never anything else."""
     try:
-        return _read(Path(path), n_bars, steps_per_bar, tuple(int(c) for c in cc_numbers),
+        return _read(path if isinstance(path, Path) else Path(path), n_bars, steps_per_bar, tuple(int(c) for c in cc_numbers),
                      max_windows, max_bytes, max_events, require_4_4)
     except MidiReadError as e:
         e.path = e.path or str(path)
@@ -515,16 +530,28 @@ def read_midi(path, n_bars: int = 4, steps_per_bar: int = 32, cc_numbers=DEFAULT
         raise MidiReadError("parse_error", f"{type(e).__name__}: {e}", str(path)) from e
 
 
-def _read(path, n_bars, steps_per_bar, cc_numbers, max_windows, max_bytes, max_events, require_4_4):
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise MidiReadError("too_large", f"{size} bytes > {max_bytes}")
-    data, tpq, smpte, starts, ends = _chunks(path.read_bytes())
-    n_steps = n_bars * steps_per_bar
+@functools.lru_cache(maxsize=64)
+def _lanes(cc_numbers: tuple[int, ...]) -> np.ndarray:
+    """(128,) lane index of each CC number, -1 where not monitored (the first lane wins on repeats)."""
     lane_of = np.full(128, -1, np.int64)
     for i, c in enumerate(cc_numbers):
         if 0 <= c < 128 and lane_of[c] < 0:
             lane_of[c] = i
+    lane_of.flags.writeable = False
+    return lane_of
+
+
+def _read(path, n_bars, steps_per_bar, cc_numbers, max_windows, max_bytes, max_events, require_4_4):
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise MidiReadError("too_large", f"{size} bytes > {max_bytes}")
+        raw = f.read(size + 1)  # not max_bytes + 1: CPython would allocate that much up front
+    if len(raw) > max_bytes:  # grew while we read it
+        raise MidiReadError("too_large", f"more than {max_bytes} bytes")
+    data, tpq, smpte, starts, ends = _chunks(raw)
+    n_steps = n_bars * steps_per_bar
+    lane_of = _lanes(cc_numbers)
     status, windows, tempo, rows, offsets, grid = _read_core(
         data, starts, ends, tpq * 4.0 / steps_per_bar, n_steps, lane_of, len(cc_numbers), int(max_windows),
         int(max_events), bool(require_4_4))

@@ -193,10 +193,10 @@ def test_more_than_100_events_at_one_time_are_nudged_apart():
     cc = [(0, c.name, 10) for c in CONTROLLERS]
     p = Performance(np.array(chord, np.int32), Performance.from_events([], [(0, LANE[n], v) for _, n, v in cc],
                                                                        n_steps=8).cc)
-    ev = midi_events(p)
-    _, counts = np.unique([t for _, t in ev], return_counts=True)
+    ev = midi_events(p, sample_rate=44100)
+    positions, counts = np.unique([round(t * 44100) for _, t in ev], return_counts=True)  # host sample positions
     assert len(ev) == 2 * 127 + len(CONTROLLERS) and counts.max() <= 100
-    assert max(t for _, t in ev if t < p.step_sec) < 1e-4  # nudges are inaudible
+    assert positions[counts.argmax()] == 0 and max(t for _, t in ev if t < p.step_sec) < 3 / 44100
 
 
 # ---------------------------------------------------------------- CLI

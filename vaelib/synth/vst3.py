@@ -3,9 +3,9 @@
 pedalboard is GPL-3.0, so it is an optional extra (``pip install vaelib[vst3]``); it is imported only here.
 
 Known pedalboard pitfalls handled here:
-* more than 100 MIDI events at one timestamp raise an error, so ``midi_events`` nudges the surplus
-  forward by ``NUDGE_SEC`` per extra group (inaudible, 1/10 of a sample at 44.1 kHz would be rounded
-  away, so we use whole microseconds);
+* more than 100 MIDI events at one timestamp raise an error, so ``midi_events`` moves each further group
+  of 100 one sample period later (timestamps become sample positions inside the host, so a smaller nudge
+  could land on the same sample; one sample is inaudible);
 * a larger ``buffer_size`` in a later call silently resets an instrument's filter state, so we always
   render with the same fixed ``BLOCK_SIZE``.
 """
@@ -18,18 +18,19 @@ import numpy as np
 from vaelib.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
 
 MAX_EVENTS_PER_TIMESTAMP = 100  # pedalboard's limit
-NUDGE_SEC = 1e-6  # how far a surplus group of events moves later
 BLOCK_SIZE = 512  # fixed for every call (see module docstring)
 CHANNEL = 0
 
 
-def midi_events(perf: Performance) -> list[tuple[bytes, float]]:
+def midi_events(perf: Performance, sample_rate: int = 44100) -> list[tuple[bytes, float]]:
     """Notes and CC changes as raw MIDI messages with absolute times in seconds, sorted by time.
 
     At one time, CCs come before note-offs before note-ons (a controller change applies to the note
     starting with it; a retriggered pitch is released before it is struck again). No timestamp carries
-    more than ``MAX_EVENTS_PER_TIMESTAMP`` events. Returns a list of ``(bytes, seconds)``.
+    more than ``MAX_EVENTS_PER_TIMESTAMP`` events (surplus groups move one ``1 / sample_rate`` each).
+    Returns a list of ``(bytes, seconds)``, the form ``pedalboard`` instruments accept.
     """
+    nudge_sec = 1.0 / sample_rate
     step = perf.step_sec
     raw: list[tuple[float, int, bytes]] = []  # (seconds, order at equal time, message)
     changes = perf.cc_changes()
@@ -45,8 +46,8 @@ def midi_events(perf: Performance) -> list[tuple[bytes, float]]:
         j = i
         while j < len(raw) and raw[j][0] == raw[i][0]:
             j += 1
-        for k in range(i, j):  # group k // 100 moves k // 100 nudges later
-            out.append((raw[k][2], float(raw[k][0] + ((k - i) // MAX_EVENTS_PER_TIMESTAMP) * NUDGE_SEC)))
+        for k in range(i, j):  # the g-th group of 100 at this time moves g samples later
+            out.append((raw[k][2], float(raw[k][0] + ((k - i) // MAX_EVENTS_PER_TIMESTAMP) * nudge_sec)))
         i = j
     out.sort(key=lambda e: e[1])
     return out
@@ -72,7 +73,7 @@ def load_instrument(plugin_path):
 def render_vst3(perf: Performance, sample_rate: int, plugin_path, n_samples: int) -> np.ndarray:
     """Render on a VST3 instrument: float32 mono (n_samples,) (channels averaged)."""
     plugin = load_instrument(plugin_path)
-    audio = plugin(midi_events(perf), duration=n_samples / sample_rate, sample_rate=sample_rate,
+    audio = plugin(midi_events(perf, sample_rate), duration=n_samples / sample_rate, sample_rate=sample_rate,
                    num_channels=2, buffer_size=BLOCK_SIZE, reset=True)
     audio = np.asarray(audio, np.float32)
     mono = audio.mean(axis=0) if audio.ndim == 2 else audio

@@ -45,6 +45,16 @@ def test_exactly_one_parameters_cell_first_after_a_title(notebook):
         assert PARAMETER_LINE.match(line), f"parameter not typed and commented: {line!r}"
 
 
+def test_papermill_reads_every_parameter(notebook):
+    """papermill's parser must see each line (a stray quote in a comment hides the rest from --help-notebook)."""
+    from papermill.translators import PythonTranslator
+
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    lines = [ln for ln in cell.source.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    names = [p.name for p in PythonTranslator.inspect(cell)]
+    assert names == [ln.split(":")[0].split("=")[0].strip() for ln in lines]
+
+
 def test_no_functions_or_classes_in_code_cells(notebook):
     for cell in code_cells(notebook):
         assert not DEF_OR_CLASS.search(cell.source), f"def/class belongs in vaelib: {cell.source[:120]!r}"

@@ -50,7 +50,7 @@ def two_steps(out, value_a=3, value_b=4):
                  inputs=(str(out / "a.json"),))]
 
 
-def test_runs_injects_converts_indexes_then_skips_and_reruns(notebooks, tmp_path):
+def test_runs_injects_converts_indexes_then_skips_and_reruns(notebooks, tmp_path, capsys):
     out = tmp_path / "out"
     summary = run_pipeline(two_steps(out), notebooks, out, config={"preset": "tiny", "seeds": [0]})
     assert summary["ok"] and statuses(summary) == {"a": "ok", "b": "ok"}
@@ -71,13 +71,16 @@ def test_runs_injects_converts_indexes_then_skips_and_reruns(notebooks, tmp_path
     assert statuses(again) == {"a": "skipped-unchanged", "b": "skipped-unchanged"} and again["ok"]
     assert (out / "notebooks" / "b.html").stat().st_mtime_ns == mtime
 
+    capsys.readouterr()
     changed_b = run_pipeline(two_steps(out, value_b=5), notebooks, out)
     assert statuses(changed_b) == {"a": "skipped-unchanged", "b": "ok"}
+    assert "b: running ok.ipynb (changed: parameters)" in capsys.readouterr().err
     assert json.loads((out / "b.json").read_text()) == {"value": 5}
 
     # an upstream rerun reruns its dependants even when their own parameters are unchanged
     changed_a = run_pipeline(two_steps(out, value_a=7, value_b=5), notebooks, out)
     assert statuses(changed_a) == {"a": "ok", "b": "ok"}
+    assert "b: running ok.ipynb (changed: upstream, inputs)" in capsys.readouterr().err
 
 
 def test_deleted_output_or_edited_notebook_or_force_reruns(notebooks, tmp_path):

@@ -146,11 +146,18 @@ def fingerprint(path) -> str:
     return h.hexdigest()
 
 
+def key_parts(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -> dict[str, str]:
+    """Hashes of what determines a step's result, by part; ``upstream`` holds the deps' ``{key, run_id}``."""
+    def digest(obj) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    return dict(parameters=digest(step.parameters), notebook=fingerprint(notebook)[:16], upstream=digest(upstream),
+                inputs=digest({i: fingerprint(i) for i in step.inputs}), library=digest(salt))
+
+
 def step_key(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -> str:
-    """Hash of everything that determines a step's result; ``upstream`` holds the deps' ``{key, run_id}``."""
-    blob = json.dumps(dict(parameters=step.parameters, notebook=fingerprint(notebook), upstream=upstream,
-                           inputs={i: fingerprint(i) for i in step.inputs}, salt=salt), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """One hash over ``key_parts``: equal keys mean the step would compute the same thing."""
+    return hashlib.sha256(json.dumps(key_parts(step, notebook, upstream, salt), sort_keys=True).encode()).hexdigest()
 
 
 def library_salt(preset: str) -> str:
@@ -275,9 +282,10 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
     out.mkdir(parents=True, exist_ok=True)
     state = load_state(out)
     results: dict[str, StepResult] = {}
+    parts_seen: dict[str, dict] = {}  # key parts of the steps about to run, stored so a later rerun can say why
 
     def prepare(step: Step):
-        """-> (notebook, key) to execute, or None when the step got a final result here."""
+        """-> (notebook, key, why it runs) to execute, or None when the step got a final result here."""
         failed = [d for d in step.depends if d in results and results[d].status not in DONE]
         if failed:
             results[step.name] = StepResult(step.name, step.notebook, BLOCKED, step.parameters,
@@ -289,6 +297,7 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
                                             error=f"no {step.notebook}.ipynb in {notebooks_dir}")
             return None
         upstream = [{"key": results[d].key, "run_id": results[d].run_id} for d in step.depends if d in results]
+        parts = key_parts(step, notebook, upstream, salt)
         key = step_key(step, notebook, upstream, salt)
         old = state.get(step.name, {})
         page = out / "notebooks" / f"{step.name}.html"
@@ -299,18 +308,22 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
                                             html=f"notebooks/{step.name}.html", wall_sec=old.get("wall_sec", 0.0))
             _log(f"{step.name}: unchanged, skipped")
             return None
-        return notebook, key
+        changed = [k for k, v in parts.items() if old.get("parts", {}).get(k) != v]
+        why = ("forced" if force else "no earlier success" if not old else
+               f"changed: {', '.join(changed)}" if old.get("key") != key else "outputs missing")
+        parts_seen[step.name] = parts
+        return notebook, key, why
 
     def record(step: Step, key: str, result: StepResult) -> None:
         result.key = key
         results[step.name] = result
         if result.status == OK:
-            state[step.name] = dict(key=key, run_id=result.run_id, wall_sec=result.wall_sec,
-                                    finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            state[step.name] = dict(key=key, parts=parts_seen.get(step.name, {}), run_id=result.run_id,
+                                    wall_sec=result.wall_sec, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         else:
             state.pop(step.name, None)
         save_state(out, state)
-        _log(f"{step.name}: {result.status} ({result.wall_sec:.1f} s)" + (f" {result.error[:300]}" if result.error else ""))
+        _log(f"{step.name}: {result.status} ({result.wall_sec:.1f} s) {result.error[:300]}".rstrip())
 
     i = 0
     while i < len(steps):
@@ -325,8 +338,8 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
         if devices and len(todo) > 1:
             _run_parallel(todo, out, devices, record, log_output)
             continue
-        for step, notebook, key in todo:
-            _log(f"{step.name}: running {notebook.name}")
+        for step, notebook, key, why in todo:
+            _log(f"{step.name}: running {notebook.name} ({why})")
             record(step, key, execute(step, str(notebook), str(out), log_output))
     return [results[s.name] for s in steps]
 
@@ -340,8 +353,8 @@ def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool 
     with concurrent.futures.ProcessPoolExecutor(max_workers=min(len(devices), len(todo)), mp_context=ctx,
                                                 initializer=_claim_device, initargs=(queue, log_output)) as pool:
         futures = {}
-        for step, notebook, key in todo:
-            _log(f"{step.name}: running {notebook.name} (parallel)")
+        for step, notebook, key, why in todo:
+            _log(f"{step.name}: running {notebook.name} in parallel ({why})")
             futures[pool.submit(execute, step, str(notebook), str(out), log_output)] = (step, key)
         for fut in concurrent.futures.as_completed(futures):
             step, key = futures[fut]
@@ -405,8 +418,8 @@ def main(argv=None) -> int:
                  max_steps=a.max_steps, limit=a.limit)
     config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds, data=a.data,
                   n_examples=steps[0].parameters["n_examples"], epochs=a.epochs, max_steps=a.max_steps,
-                  limit=a.limit, command=" ".join(["python -m vaelib.pipeline", *(sys.argv[1:] if argv is None else argv)]),
-                  preset_config=preset_cfg.to_dict())
+                  limit=a.limit, preset_config=preset_cfg.to_dict(),
+                  command=" ".join(["python -m vaelib.pipeline", *(sys.argv[1:] if argv is None else argv)]))
     devices = [] if a.sequential else cuda_devices()
     _log(f"{len(steps)} steps -> {out}" + (f", train steps in parallel on GPUs {devices}" if devices else ""))
     summary = run_pipeline(steps, a.notebooks_dir, out, config=config, force=a.force,

@@ -86,8 +86,8 @@ def write_index(out, summary: dict) -> Path:
     verdict = (f'<p class="status" style="color:{STATUS_COLOURS["FAILED"]}">Not complete: '
                f'{html.escape(", ".join(failed))}</p>' if failed else
                f'<p class="status" style="color:{STATUS_COLOURS["ok"]}">All steps succeeded.</p>')
-    config_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(json.dumps(v) if not isinstance(v, str) else v)}</td></tr>"
-                          for k, v in cfg.items())
+    config_rows = "".join(f"<tr><th>{html.escape(str(k))}</th>"
+                          f"<td>{html.escape(v if isinstance(v, str) else json.dumps(v))}</td></tr>" for k, v in cfg.items())
     config_rows += (f"<tr><th>started</th><td>{html.escape(str(summary.get('started', '')))}</td></tr>"
                     f"<tr><th>wall (s)</th><td>{summary.get('wall_sec', 0):.1f}</td></tr>")
     tables = " · ".join(f'<a href="{t}">{t}</a>' for t in summary.get("tables", []))

@@ -68,6 +68,7 @@ WRITE_PROGRAM = 38  # GM "Synth Bass 1"
 WRITE_TICKS_PER_STEP = 60  # 480 ticks per quarter at 32 steps per bar
 
 _STATUS = {1: "bad_chunk", 2: "bad_event", 3: "no_notes", 4: "no_bass", 5: "too_dense", 6: "not_4_4"}
+_CHUNK_TYPE = re.compile(rb"[\x20-\x7e]{4}")  # chunk types are 4 printable ASCII characters
 _BASS, _BASSOON, _DRUM = (np.frombuffer(w, np.uint8).copy() for w in (b"bass", b"bassoon", b"drum"))
 
 
@@ -495,7 +496,7 @@ def _chunks(data: bytes):
     starts, ends, pos = [], [], 8 + hlen
     while pos + 8 <= len(data) and len(starts) < ntrks:  # bytes after the last track are ignored
         ctype, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
-        if not re.fullmatch(rb"[\x20-\x7e]{4}", ctype):
+        if not _CHUNK_TYPE.fullmatch(ctype):
             raise MidiReadError("bad_chunk", f"garbage chunk header at byte {pos}")
         if pos + 8 + length > len(data):
             raise MidiReadError("truncated", f"chunk at byte {pos} claims {length} bytes")
@@ -517,7 +518,8 @@ def read_midi(path, n_bars: int = 4, steps_per_bar: int = 32, cc_numbers=DEFAULT
 
     Raises only ``MidiReadError`` (``.reason`` as in the module doc), never anything else."""
     try:
-        return _read(path if isinstance(path, Path) else Path(path), n_bars, steps_per_bar, tuple(int(c) for c in cc_numbers),
+        cc_numbers = cc_numbers if cc_numbers is DEFAULT_CC_NUMBERS else tuple(int(c) for c in cc_numbers)
+        return _read(path if isinstance(path, Path) else Path(path), n_bars, steps_per_bar, cc_numbers,
                      max_windows, max_bytes, max_events, require_4_4)
     except MidiReadError as e:
         e.path = e.path or str(path)

@@ -5,7 +5,8 @@ monitored CC moving) plus music21's ``test04.mid`` (18 tracks, 35 bass windows, 
 Ours: the whole job, file -> bass windows as ``Performance`` with all monitored CCs. Peer:
 ``muspy.read_midi`` (file -> ``muspy.Music`` with CCs as annotations, no windows yet, so the peer
 does less). Also reported: symusic's bare parse (``Score(path)``, tracks with notes only, no
-windows), the floor any symusic-based reader would pay. One core, best of 5 rounds.
+windows), the floor any symusic-based reader would pay. One core; best of 20 rounds for the
+millisecond-long ones (ours, symusic), of 5 for muspy's second-long rounds (shared, noisy machine).
 """
 from __future__ import annotations
 
@@ -29,9 +30,9 @@ def test_midi_ingest_vs_muspy(tmp_path):
     read_midi(paths[0])  # numba: load the compiled scanner outside the timing
 
     for label, files in (("dense", paths), ("test04", [TEST04]), ("all", paths + [TEST04])):
-        ours = best_time(lambda: [read_midi(p) for p in files], repeat=5)
+        ours = best_time(lambda: [read_midi(p) for p in files], repeat=20)
         peer = best_time(lambda: [muspy.read_midi(p) for p in files], repeat=5)
-        bare = best_time(lambda: [symusic.Score(p) for p in files], repeat=5)
+        bare = best_time(lambda: [symusic.Score(p) for p in files], repeat=20)
         result[label] = {"files": len(files), "ours_s": ours, "muspy_s": peer, "symusic_parse_s": bare,
                          "ours_files_per_s": len(files) / ours, "muspy_files_per_s": len(files) / peer,
                          "ratio_vs_muspy": peer / ours, "ratio_vs_symusic_parse": bare / ours}

@@ -131,17 +131,17 @@ class ExperimentConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def with_overrides(self, **kw) -> "ExperimentConfig":
-        """Override fields by name across sections, e.g. ``latent_dim=128, epochs=3``."""
+        """Override fields by name across sections, e.g. ``latent_dim=128, epochs=3`` (``seed`` sets data and train)."""
         sections = {"data": {}, "model": {}, "train": {}}
         top = {}
         for k, v in kw.items():
             if v is None:
                 continue
-            for s in sections:
-                if k in {f.name for f in dataclasses.fields(getattr(self, s))}:
-                    sections[s][k] = v
-                    break
-            else:
+            # a name that lives in several sections (``seed``) is set in all of them: one experiment seed
+            hits = [s for s in sections if k in {f.name for f in dataclasses.fields(getattr(self, s))}]
+            for s in hits:
+                sections[s][k] = v
+            if not hits:
                 if k == "name":
                     top[k] = v
                 else:
@@ -177,7 +177,7 @@ _TINY = ExperimentConfig(
     data=DataConfig(n_examples=120, tokenizer=TokenizerConfig(max_len=512)),
     model=ModelConfig(max_len=512, d_model=32, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=64,
                       dropout=0.0, latent_dim=16, n_memory=2),
-    train=replace(_RECOMMENDED.train, epochs=2, batch_tokens=4096, max_batch_size=16, lr=3e-3,
+    train=replace(_RECOMMENDED.train, epochs=10, batch_tokens=4096, max_batch_size=16, lr=3e-3,
                   warmup_steps=5, ckpt_every=20, eval_batches=2),
 )
 

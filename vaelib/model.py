@@ -164,11 +164,13 @@ class VAE(nn.Module):
         mask = keep[:, None, None, :]  # (B, 1, 1, T): attend to real tokens only
         for block in self.encoder:
             x = block(x, mask)
-        x = self.enc_ln(x)
-        w = keep.unsqueeze(-1).to(x.dtype)  # masked mean pool: PAD never dilutes the context vector
-        pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
-        mu = self.to_mu(pooled)
-        logvar = self.to_logvar(pooled).clamp(self.config.logvar_min, self.config.logvar_max)
+        # the pool and the latent heads run in fp32 even under bf16 autocast: the clamp and the KL need it
+        with torch.autocast(ids.device.type, enabled=False):
+            x = self.enc_ln(x.float())
+            w = keep.unsqueeze(-1).float()  # masked mean pool: PAD never dilutes the context vector
+            pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
+            mu = self.to_mu(pooled)
+            logvar = self.to_logvar(pooled).clamp(self.config.logvar_min, self.config.logvar_max)
         return mu, logvar
 
     @staticmethod

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vaelib.controllers import DEFAULT_CC_NUMBERS
 from vaelib.midi import MidiReadError, read_midi
@@ -259,3 +261,27 @@ def test_curation_accounts_for_every_hostile_file(hostile, tmp_path):
     assert set(files["rejected"]) <= REASONS | {"no_windows", "no_usable_windows"}
     assert files["usable"] > 0
     print(json.dumps({"curation_files": files, "windows": report["windows"]}, indent=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(base=st.integers(0, 2), edits=st.lists(st.tuples(st.sampled_from(["set", "insert", "delete"]),
+                                                        st.integers(0, 2**20), st.integers(0, 255)), max_size=8))
+def test_fuzzed_files_give_windows_or_a_reason(hostile, base, edits):
+    folder, _ = hostile
+    data = bytearray(base_files()[base])
+    for op, pos, value in edits:
+        pos %= len(data) + 1
+        if op == "set" and pos < len(data):
+            data[pos] = value
+        elif op == "insert":
+            data[pos:pos] = bytes([value])
+        elif op == "delete":
+            del data[pos:pos + 1 + value % 4]
+    path = folder.parent / "fuzz.mid"
+    path.write_bytes(bytes(data))
+    try:
+        windows = read_midi(path)
+    except MidiReadError as e:
+        assert e.reason in REASONS
+    else:
+        check_windows(windows, path)

@@ -41,7 +41,8 @@ def chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def smf(tracks, fmt=1, division=TPQ, ntrks=None) -> bytes:
-    head = fmt.to_bytes(2, "big") + (len(tracks) if ntrks is None else ntrks).to_bytes(2, "big") + division.to_bytes(2, "big")
+    n = len(tracks) if ntrks is None else ntrks
+    head = fmt.to_bytes(2, "big") + n.to_bytes(2, "big") + division.to_bytes(2, "big")
     return chunk(b"MThd", head) + b"".join(chunk(b"MTrk", t) for t in tracks)
 
 
@@ -135,11 +136,11 @@ def corpus(rng) -> dict[str, tuple[str, bytes]]:
                                                                 track(ccs(7, 71, 128)), track(ccs(12, 1, 128))]))
     files["meter_3_4.mid"] = ("ok_3_4", smf([track([timesig(0, 3, 2)] + notes(0, 48, every=36) + ccs(0))]))
     files["meter_7_8.mid"] = ("ok_7_8", smf([track([timesig(0, 7, 3)] + notes(0, 48, every=42) + ccs(0))]))
-    files["changes_in_window.mid"] = ("ok_changes", smf([track([tempo(0, 120), tempo(700, 90), timesig(800, 3, 2),
-                                                                 tempo(WINDOW, 150), timesig(WINDOW, 4, 2)] + notes(0, 64) + ccs(0, 74, 256))]))
-    files["10000_tracks.mid"] = ("ok_many_tracks", smf([track([(12 * (k % 128), bytes([0x90 | (k % 9), 30 + k % 37, 90])),
-                                                               (12 * (k % 128) + 24, bytes([0x80 | (k % 9), 30 + k % 37, 0]))])
-                                                        for k in range(10_000)]))
+    changes = [tempo(0, 120), tempo(700, 90), timesig(800, 3, 2), tempo(WINDOW, 150), timesig(WINDOW, 4, 2)]
+    files["changes_in_window.mid"] = ("ok_changes", smf([track(changes + notes(0, 64) + ccs(0, 74, 256))]))
+    many = [track([(12 * (k % 128), bytes([0x90 | (k % 9), 30 + k % 37, 90])),
+                   (12 * (k % 128) + 24, bytes([0x80 | (k % 9), 30 + k % 37, 0]))]) for k in range(10_000)]
+    files["10000_tracks.mid"] = ("ok_many_tracks", smf(many))
     files["hour_long.mid"] = ("ok_hour", hour_long())
     overlap = [(0, b"\x90\x24\x64"), (24, b"\x90\x24\x50"), (36, b"\x80\x24\x00"), (60, b"\x80\x24\x00"),
                (48, b"\x90\x26\x64"), (48, b"\x90\x26\x64"), (96, b"\x80\x26\x00")]
@@ -156,7 +157,8 @@ def corpus(rng) -> dict[str, tuple[str, bytes]]:
     running = b"\x00\x90\x24\x64" + b"".join(vlq(24) + bytes([0x24, 0x00 if k % 2 == 0 else 0x64])
                                              for k in range(31)) + b"\x00\xff\x2f\x00"
     files["running_status_ok.mid"] = ("ok_running_status", smf([running]))
-    files["zero_tempo.mid"] = ("ok_zero_tempo", smf([track([tempo(0, 120), (0, b"\xff\x51\x03\x00\x00\x00")] + notes(0, 16))]))
+    zero_tempo = [tempo(0, 120), (0, b"\xff\x51\x03\x00\x00\x00")]
+    files["zero_tempo.mid"] = ("ok_zero_tempo", smf([track(zero_tempo + notes(0, 16))]))
     return files
 
 
@@ -174,8 +176,9 @@ def check_windows(windows, path):
 
 
 EXPECTED = {"bad_truncated": {"not_midi", "truncated"}, "bad_random": {"not_midi"},
-            "bad_random_after_header": {"bad_chunk", "truncated"}, "bad_empty": {"empty"}, "bad_text": {"not_midi", "bad_header"},
-            "bad_chunk_length": {"bad_chunk", "truncated", "bad_event"}, "bad_running_status": {"bad_event", "bad_chunk"},
+            "bad_random_after_header": {"bad_chunk", "truncated"}, "bad_empty": {"empty"},
+            "bad_text": {"not_midi", "bad_header"}, "bad_chunk_length": {"bad_chunk", "truncated", "bad_event"},
+            "bad_running_status": {"bad_event", "bad_chunk"},
             "bad_data_byte": {"bad_event"}, "nowin_no_notes": {"no_notes"}, "nowin_drums": {"no_bass"}}
 
 

@@ -25,7 +25,8 @@ N_DENSE = 200
 
 
 def test_midi_ingest_vs_muspy(tmp_path):
-    paths = [write_midi(p, tmp_path / f"dense_{i:04d}.mid") for i, p in enumerate(generate(N_DENSE, seed=11, complexity=0.9))]
+    dense = generate(N_DENSE, seed=11, complexity=0.9)
+    paths = [write_midi(p, tmp_path / f"dense_{i:04d}.mid") for i, p in enumerate(dense)]
     result = {"n_files": len(paths) + 1, "goal_ratio": 50.0}
     read_midi(paths[0])  # numba: load the compiled scanner outside the timing
 

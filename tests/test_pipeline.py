@@ -182,7 +182,7 @@ STAND_INS = {  # minimal notebooks with the contract's parameter names, writing 
 
 def test_cli_runs_the_plan_and_shows_table1(tmp_path, monkeypatch):
     # The real salt hashes vaelib's sources; pinned here so a library edit landing mid-test can't force a rerun.
-    monkeypatch.setattr(pipeline, "library_salt", lambda preset: f"pinned-{preset}")
+    monkeypatch.setattr(pipeline, "library_salt", lambda preset, notebook: f"pinned-{preset}")
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     for stem, (params, body) in STAND_INS.items():
@@ -224,8 +224,15 @@ def test_key_tracks_notebook_inputs_and_salt(tmp_path):
     assert key != pipeline.step_key(step, nb, [])
 
 
-def test_library_salt_follows_the_preset():
-    assert pipeline.library_salt("tiny") == pipeline.library_salt("tiny") != pipeline.library_salt("small")
+def test_library_salt_follows_the_preset_and_the_imported_modules(tmp_path):
+    uses_config = write_notebook(tmp_path / "a.ipynb", "x: int = 1  # x", "%matplotlib inline\nfrom vaelib.config import get_preset")
+    uses_pipeline = write_notebook(tmp_path / "b.ipynb", "x: int = 1  # x", "import vaelib.pipeline as p")
+    names = {f.name for f in pipeline.library_sources(uses_pipeline)}
+    assert {"__init__.py", "config.py", "pipeline.py", "report_index.py"} <= names  # transitively, via vaelib/__init__
+    assert "pipeline.py" not in {f.name for f in pipeline.library_sources(uses_config)}
+    salt = pipeline.library_salt("tiny", uses_config)
+    assert salt == pipeline.library_salt("tiny", uses_config) != pipeline.library_salt("small", uses_config)
+    assert salt != pipeline.library_salt("tiny", uses_pipeline)
 
 
 def test_find_notebook_falls_back_to_number_prefix(tmp_path):

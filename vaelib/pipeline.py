@@ -25,6 +25,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from vaelib import report_index
 
@@ -147,7 +148,10 @@ def fingerprint(path) -> str:
 
 
 def key_parts(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -> dict[str, str]:
-    """Hashes of what determines a step's result, by part; ``upstream`` holds the deps' ``{key, run_id}``."""
+    """Hashes of what determines a step's result, by part.
+
+    ``upstream`` holds the deps' ``{key, run_id}``; ``salt`` stands for the library code (see ``library_salt``).
+    """
     def digest(obj) -> str:
         return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -160,15 +164,53 @@ def step_key(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -
     return hashlib.sha256(json.dumps(key_parts(step, notebook, upstream, salt), sort_keys=True).encode()).hexdigest()
 
 
-def library_salt(preset: str) -> str:
-    """Hash of the vaelib sources (except the pipeline's own) and the preset, so library edits rerun the steps."""
+def library_sources(notebook) -> list[Path]:
+    """The vaelib source files a notebook reaches through its imports, followed transitively (sorted)."""
+    import ast
+
+    import nbformat
+
+    pkg = Path(__file__).resolve().parent
+
+    def files_of(module: str) -> list[Path]:
+        base = pkg.parent / module.replace(".", "/")
+        return [f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()]
+
+    def imported(tree, package: str = "") -> set[str]:
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                parent = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]) if node.level else ""
+                module = ".".join(p for p in (parent, node.module) if p)
+                names |= {module} | {f"{module}.{a.name}" for a in node.names}  # `from vaelib import x`: maybe a module
+        return {n for n in names if n == "vaelib" or n.startswith("vaelib.")}
+
+    cells = [c.source for c in nbformat.read(str(notebook), as_version=4).cells if c.cell_type == "code"]
+    code = "\n".join(ln for c in cells for ln in c.splitlines() if not ln.lstrip().startswith(("%", "!")))
+    try:
+        todo = imported(ast.parse(code)) | {"vaelib"}
+    except SyntaxError:  # unparsable notebook: depend on the whole library
+        return sorted(pkg.rglob("*.py"))
+    seen: set[Path] = set()
+    while todo:
+        for f in files_of(todo.pop()):
+            if f not in seen:
+                seen.add(f)
+                package = ".".join(f.relative_to(pkg.parent).with_suffix("").parts[:-1])  # for relative imports
+                todo |= imported(ast.parse(f.read_text(encoding="utf-8")), package)
+    return sorted(seen)
+
+
+def library_salt(preset: str, notebook) -> str:
+    """Hash of the preset and of the vaelib sources the notebook imports, so a relevant library edit reruns it."""
     from vaelib.config import get_preset
 
     h = hashlib.sha256(get_preset(preset).to_json().encode())
-    here = Path(__file__).resolve().parent
-    for f in sorted(here.rglob("*.py")):
-        if f.name not in ("pipeline.py", "report_index.py"):
-            h.update(f.relative_to(here).as_posix().encode() + b"\0" + f.read_bytes())
+    root = Path(__file__).resolve().parent.parent
+    for f in library_sources(notebook):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
 
@@ -272,10 +314,11 @@ def _log(msg: str) -> None:
     print(f"[pipeline {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, salt: str = "",
+def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, salt: str | Callable = "",
               devices: list[str] | None = None, log_output: bool = False) -> list[StepResult]:
     """Run ``steps`` in order (consecutive ``parallel`` steps side by side, one per device when ``devices``).
 
+    ``salt`` is a string or ``salt(notebook_path) -> str`` (the library code the notebook depends on).
     Returns one StepResult per step; writes the executed notebooks, their HTML and the state file under ``out``.
     """
     out = Path(out).resolve()
@@ -297,8 +340,9 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
                                             error=f"no {step.notebook}.ipynb in {notebooks_dir}")
             return None
         upstream = [{"key": results[d].key, "run_id": results[d].run_id} for d in step.depends if d in results]
-        parts = key_parts(step, notebook, upstream, salt)
-        key = step_key(step, notebook, upstream, salt)
+        step_salt = salt(notebook) if callable(salt) else salt
+        parts = key_parts(step, notebook, upstream, step_salt)
+        key = step_key(step, notebook, upstream, step_salt)
         old = state.get(step.name, {})
         page = out / "notebooks" / f"{step.name}.html"
         kept = [page, page.with_suffix(".ipynb"), *map(Path, step.outputs)]
@@ -309,8 +353,8 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
             _log(f"{step.name}: unchanged, skipped")
             return None
         changed = [k for k, v in parts.items() if old.get("parts", {}).get(k) != v]
-        why = ("forced" if force else "no earlier success" if not old else
-               f"changed: {', '.join(changed)}" if old.get("key") != key else "outputs missing")
+        why = ("forced" if force else "no earlier success" if not old else "outputs missing" if old.get("key") == key
+               else f"changed: {', '.join(changed)}" if "parts" in old else "key changed")
         parts_seen[step.name] = parts
         return notebook, key, why
 
@@ -368,7 +412,7 @@ def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool 
 # ---------------------------------------------------------------- whole run
 
 def run_pipeline(steps: list[Step], notebooks_dir, out, *, config: dict | None = None, force: bool = False,
-                 salt: str = "", devices: list[str] | None = None, log_output: bool = False) -> dict:
+                 salt: str | Callable = "", devices: list[str] | None = None, log_output: bool = False) -> dict:
     """Run the steps, then write ``pipeline.json``, ``run_record.json`` and ``index.html`` into ``out``.
 
     ``config`` (preset, latent dims, seeds, data, preset config, ...) is shown in the index and recorded.
@@ -423,7 +467,7 @@ def main(argv=None) -> int:
     devices = [] if a.sequential else cuda_devices()
     _log(f"{len(steps)} steps -> {out}" + (f", train steps in parallel on GPUs {devices}" if devices else ""))
     summary = run_pipeline(steps, a.notebooks_dir, out, config=config, force=a.force,
-                           salt=library_salt(a.preset), devices=devices, log_output=a.log_output)
+                           salt=lambda nb: library_salt(a.preset, nb), devices=devices, log_output=a.log_output)
     bad = [s["name"] + ": " + s["status"] for s in summary["steps"] if s["status"] not in DONE]
     _log(f"index: {out / 'index.html'}" + (f"; NOT OK: {', '.join(bad)}" if bad else "; all steps ok"))
     return 0 if summary["ok"] else 1

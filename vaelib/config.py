@@ -1,4 +1,5 @@
-"""Frozen configs and the ``PRESETS`` registry (``paper``, ``recommended``, ``small``, ``tiny``).
+"""Frozen configs and the ``PRESETS`` registry (``paper``, ``recommended``, ``small``, ``tiny``, and the
+``small-paper`` / ``tiny-paper`` controls trained with the paper's literal objective).
 
 Variants are derived with ``dataclasses.replace`` (or ``with_overrides``), never mutated.
 A checkpoint and a run folder carry the full ``ExperimentConfig`` as JSON.
@@ -181,12 +182,30 @@ _TINY = ExperimentConfig(
                   warmup_steps=5, ckpt_every=20, eval_batches=2),
 )
 
+
+
+def _literal(config: ExperimentConfig) -> ExperimentConfig:
+    """The same architecture and budget trained with the paper's literal objective (no collapse defences)."""
+    return replace(config, name=f"{config.name}-paper",
+                   train=replace(config.train, free_bits=_PAPER.train.free_bits, word_dropout=_PAPER.train.word_dropout,
+                                 beta_zero_frac=_PAPER.train.beta_zero_frac, beta_max=_PAPER.train.beta_max))
+
+
 PRESETS: dict[str, ExperimentConfig] = {
     "paper": _PAPER,
     "recommended": _RECOMMENDED,
     "small": _SMALL,
     "tiny": _TINY,
+    # controls: `make report` trains one of these beside the main runs, so the report shows the collapse
+    "small-paper": _literal(_SMALL),
+    "tiny-paper": _literal(_TINY),
 }
+
+
+def literal_variant(preset: str) -> str | None:
+    """Name of the preset's literal-paper-objective control (``small`` -> ``small-paper``), or None."""
+    name = f"{preset}-paper"
+    return name if name in PRESETS else None
 
 
 def get_preset(name: str, **overrides) -> ExperimentConfig:

@@ -11,6 +11,7 @@ SEEDS ?= 0
 DATA ?= synthetic
 OUT ?= results/$(PRESET)
 N_EXAMPLES ?=
+FORCE ?=
 
 .PHONY: venv test report bench bench-gpu clean-venv
 
@@ -30,7 +31,7 @@ test: $(STAMP)
 	$(PY) -m pytest --nbval-lax notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg -q -p no:cacheprovider
 
 report: $(STAMP)
-	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),)
+	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(FORCE),--force,)
 
 bench: $(STAMP)
 	$(PY) -m pytest tests/benchmarks -q -s -p no:cacheprovider

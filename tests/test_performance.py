@@ -1,6 +1,5 @@
 """Performance: muspy round trip, piano roll, CC views and normalisation invariants."""
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -64,8 +63,20 @@ def test_normalized_invariants():
     assert p.normalized() == p
 
 
-@pytest.mark.xfail(strict=True, reason="Performance.normalized drops every copy of a same-onset same-pitch note "
-                                       "(the kept copy gets duration 0); lead to fix")
 def test_normalized_keeps_one_of_duplicate_notes():
     p = Performance.from_events([(8, 4, 40, 90), (8, 4, 40, 90)], [])
     assert p.notes.tolist() == [[8, 4, 40, 90]]
+    # of rows sharing (onset, pitch) the last one given is kept, and it still ends at the next onset
+    q = Performance.from_events([(8, 9, 40, 90), (2, 3, 41, 5), (8, 4, 40, 30), (10, 1, 40, 7)], [])
+    assert q.notes.tolist() == [[2, 3, 41, 5], [8, 2, 40, 30], [10, 1, 40, 7]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-2, T + 2), st.integers(-1, T), st.integers(0, 5), st.integers(1, 127)),
+                max_size=30))
+def test_normalized_is_idempotent_and_keeps_every_distinct_onset(rows):
+    p = Performance.from_events(rows, [])
+    assert p.normalized() == p
+    keys = {(o, q) for o, _, q, _ in rows if 0 <= o < T}
+    assert sorted(keys) == [tuple(r) for r in p.notes[:, [0, 2]].tolist()]
+    assert np.all(p.notes[:, 1] >= 1)

@@ -105,29 +105,26 @@ class Performance:
 
     # ------------------------------------------------------------------ invariants
     def normalized(self) -> "Performance":
-        """Clip notes to the window, make durations >= 1, end earlier same-pitch notes where a
-        later one starts, drop exact duplicates, and sort by (onset, pitch)."""
+        """Clip notes to the window, make durations >= 1, of notes sharing (onset, pitch) keep the
+        last row given (a later note of a pitch ends an earlier one, and at the same onset the
+        earlier one has no length left; ``vaelib.midi`` reads the same way), end earlier same-pitch
+        notes where a later one starts, and sort by (onset, pitch). CC values are clipped to
+        0..127 (negative = unset) and forward-filled."""
         n = self.notes.astype(np.int64)
         T = self.n_steps
         if len(n):
             n = n[(n[:, ONSET] >= 0) & (n[:, ONSET] < T) & (n[:, PITCH] >= 0) & (n[:, PITCH] <= 127)]
             n[:, DURATION] = np.clip(n[:, DURATION], 1, T - n[:, ONSET])
             n[:, VELOCITY] = np.clip(n[:, VELOCITY], 1, 127)
-            n = n[np.lexsort((n[:, PITCH], n[:, ONSET]))]
-            keep = np.ones(len(n), bool)
-            # same pitch: a note cannot outlive the next onset of its pitch
+            n = n[np.lexsort((n[:, PITCH], n[:, ONSET]))]  # stable: rows sharing (onset, pitch) keep input order
+            last_of_key = np.ones(len(n), bool)
+            last_of_key[:-1] = (n[1:, ONSET] != n[:-1, ONSET]) | (n[1:, PITCH] != n[:-1, PITCH])
+            n = n[last_of_key]
+            # same pitch: a note cannot outlive the next onset of its pitch (onsets now differ, so >= 1 step)
             order = np.lexsort((n[:, ONSET], n[:, PITCH]))
             p, o = n[order, PITCH], n[order, ONSET]
-            same = p[1:] == p[:-1]
-            nxt = np.where(same, o[1:], np.iinfo(np.int64).max)
-            ends = np.minimum(o[:-1] + n[order[:-1], DURATION], nxt)
-            n[order[:-1], DURATION] = ends - o[:-1]
-            dup = np.zeros(len(n), bool)
-            dup[order[1:]] = same & (o[1:] == o[:-1])
-            keep &= ~dup
-            keep &= n[:, DURATION] >= 1
-            n = n[keep]
-            n = n[np.lexsort((n[:, PITCH], n[:, ONSET]))]
+            nxt = np.where(p[1:] == p[:-1], o[1:], np.iinfo(np.int64).max)
+            n[order[:-1], DURATION] = np.minimum(o[:-1] + n[order[:-1], DURATION], nxt) - o[:-1]
         cc = ffill_lanes(np.where(self.cc < 0, -1, np.clip(self.cc, 0, 127)).astype(np.int16))
         return replace(self, notes=n.astype(np.int32).reshape(-1, 4), cc=cc)
 

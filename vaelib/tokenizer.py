@@ -1,4 +1,4 @@
-"""The paper's interleaved event vocabulary (§3.1), encoded and decoded with numpy.
+"""The paper's interleaved event vocabulary (§3.1): encoded by a numba kernel, decoded with numpy.
 
 Vocabulary (1,603 ids for the default 10 controllers)::
 
@@ -13,11 +13,15 @@ Event order within one grid step is fixed: NOTE_OFFs (ascending pitch), then CC 
 (ascending lane = order of ``cc_numbers``), then VELOCITY+NOTE_ON pairs (ascending pitch).
 A CC is emitted only when its value changes, so step 0 emits the controller snapshot that
 opens every window. Gaps longer than ``max_shift`` use several TIME_SHIFTs.
+``encode`` works on ``perf.normalized()``; an already normalised performance (an O(n) check)
+is used as it is, so the common path is one pass of a compiled kernel.
 
 ``decode`` accepts any in-range id sequence: PAD and BOS are ignored, decoding stops at the
 first EOS, an unmatched NOTE_OFF is ignored, a NOTE_ON of a sounding pitch ends the old note,
-a NOTE_ON without a VELOCITY uses the last velocity seen (64 at first), notes still open at
-the end close at the final time position, and events past the window are dropped.
+a NOTE_ON without a VELOCITY uses the last velocity seen (at first 66, the centre of 64's bin,
+so decode∘encode∘decode = decode), notes still open at the end close at the final time position,
+events past the window are dropped, and a sequence with no event (``[]``, all PAD, ``[EOS, ...]``)
+gives an empty performance of ``n_steps``.
 
 Over-long windows follow ``TokenizerConfig.thinning``: ``"decimate"`` holds every CC lane for
 2, 4, 8, ... steps (sample-and-hold at the block start) until the window fits the budget;
@@ -28,9 +32,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from numba import njit
 
 from vaelib.config import TokenizerConfig
-from vaelib.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
+from vaelib.performance import Performance
 
 PAD, BOS, EOS = 0, 1, 2
 TYPE_NAMES = ("special", "velocity", "note_on", "note_off", "time_shift", "cc")
@@ -62,6 +67,8 @@ class Tokenizer:
         self.shift0 = self.off0 + 128
         self.cc0 = self.shift0 + c.max_shift
         self.vocab_size = self.cc0 + 128 * self.n_cc
+        self._layout = np.array([self.vel0, self.on0, self.off0, self.shift0, self.cc0, c.n_velocity_bins,
+                                 c.max_shift], np.int64)
         bounds = np.array([self.vel0, self.on0, self.off0, self.shift0, self.cc0, self.vocab_size])
         self._type_of = np.searchsorted(bounds, np.arange(self.vocab_size), side="right").astype(np.int8)
 
@@ -99,63 +106,54 @@ class Tokenizer:
         return ids
 
     # ------------------------------------------------------------------ encode
-    def _raw_encode(self, perf: Performance) -> np.ndarray:
-        c = self.config
-        notes = perf.notes
-        # the events of the window as (step, group, sub, token): group 0 NOTE_OFF, 1 CC, 2 VELOCITY/NOTE_ON
-        off_step = notes[:, ONSET] + notes[:, DURATION]
-        vel_bin = np.minimum(notes[:, VELOCITY] // (128 // c.n_velocity_bins), c.n_velocity_bins - 1)
-        lane, t = np.nonzero(perf.cc_changes())
-        cc_val = perf.cc[lane, t]
-        n = len(notes)
-        step = np.concatenate([off_step, t, notes[:, ONSET], notes[:, ONSET]])
-        group = np.concatenate([np.zeros(n), np.ones(len(t)), np.full(2 * n, 2)])
-        sub = np.concatenate([notes[:, PITCH], lane, notes[:, PITCH] * 2, notes[:, PITCH] * 2 + 1])
-        tok = np.concatenate([self.off0 + notes[:, PITCH], self.cc0 + 128 * lane + cc_val,
-                              self.vel0 + vel_bin, self.on0 + notes[:, PITCH]])
-        order = np.lexsort((sub, group, step))
-        step, tok = step[order].astype(np.int64), tok[order].astype(np.int64)
-        # TIME_SHIFTs before each event: ceil(gap / max_shift) tokens, full shifts then the remainder
-        gap = np.diff(step, prepend=0)
-        n_shift = -(-gap // c.max_shift)
-        total = int(n_shift.sum()) + len(tok)
-        out = np.empty(total + 2, np.int64)
-        out[0], out[-1] = BOS, EOS
-        body = out[1:-1]
-        ev_pos = np.cumsum(n_shift + 1) - 1
-        is_shift = np.ones(total, bool)
-        is_shift[ev_pos] = False
-        body[ev_pos] = tok
-        owner = np.repeat(np.arange(len(tok)), n_shift)
-        k = np.arange(len(owner)) - (np.cumsum(n_shift) - n_shift)[owner]  # index within the owner's run
-        last = k == n_shift[owner] - 1
-        amount = np.where(last, gap[owner] - c.max_shift * (n_shift[owner] - 1), c.max_shift)
-        body[is_shift] = self.shift0 + amount - 1
-        return out
+    def _raw_encode(self, perf: Performance, factor: int = 1) -> np.ndarray:
+        """Ids of ``perf.normalized()``, CC lanes held for ``factor`` steps; no budget applied."""
+        return self._kernel_encode(_ensure_normalized(perf), factor)
 
-    def fit(self, perf: Performance) -> tuple[Performance, int]:
-        """Apply the thinning policy. Returns the performance that fits and its decimation factor (1 = untouched)."""
+    def _kernel_encode(self, perf: Performance, factor: int = 1) -> np.ndarray:
+        """``_raw_encode`` of a performance known to be normalised (the kernel trusts its bounds)."""
+        notes = np.ascontiguousarray(perf.notes, dtype=np.int32)
+        cc = np.ascontiguousarray(perf.cc, dtype=np.int16)
+        n_cc, n_steps = cc.shape
+        # every event plus at most one TIME_SHIFT per step and the extra ones of long gaps
+        bound = 2 + 3 * len(notes) + n_cc * n_steps + 2 * n_steps + 2
+        out = np.empty(bound, np.int64)
+        k = _encode_kernel(notes, cc, int(factor), self._layout, out)
+        return out[:k].copy()
+
+    def _fit(self, perf: Performance) -> tuple[np.ndarray, int]:
+        """(ids, decimation factor) of a normalised performance under the thinning policy."""
         c = self.config
-        if self._raw_encode(perf).size <= c.max_len:
-            return perf, 1
+        ids = self._kernel_encode(perf)
+        if ids.size <= c.max_len:
+            return ids, 1
         if c.thinning != "decimate":
             raise TokenBudgetError(f"window needs more than {c.max_len} tokens and thinning={c.thinning!r}")
         factor = 2
         while factor <= perf.n_steps:
-            hold = np.arange(perf.n_steps) // factor * factor
-            thin = replace(perf, cc=perf.cc[:, hold])
-            if self._raw_encode(thin).size <= c.max_len:
-                return thin, factor
+            ids = self._kernel_encode(perf, factor)
+            if ids.size <= c.max_len:
+                return ids, factor
             factor *= 2
         raise TokenBudgetError(f"window needs more than {c.max_len} tokens even without CC motion "
                                f"({perf.n_notes} notes)")
+
+    def fit_encode(self, perf: Performance) -> tuple[np.ndarray, Performance, int]:
+        """One pass of ``fit`` and ``encode``: (ids, the normalised performance that fits, decimation factor)."""
+        perf = _ensure_normalized(perf)
+        ids, factor = self._fit(perf)
+        return ids, _decimate(perf, factor), factor
+
+    def fit(self, perf: Performance) -> tuple[Performance, int]:
+        """Apply the thinning policy. Returns the (normalised) performance that fits and its decimation
+        factor (1 = untouched: a normalised window that fits comes back as the same object)."""
+        return self.fit_encode(perf)[1:]
 
     def encode(self, perf: Performance) -> np.ndarray:
         """Performance -> int64 ids ``BOS ... EOS`` of length <= ``max_len`` (thinning applied)."""
         if perf.cc_numbers != tuple(self.config.cc_numbers):
             raise ValueError(f"performance monitors {perf.cc_numbers}, tokenizer {self.config.cc_numbers}")
-        perf = perf.normalized()
-        return self._raw_encode(self.fit(perf)[0])
+        return self._fit(_ensure_normalized(perf))[0]
 
     # ------------------------------------------------------------------ decode
     def decode(self, ids, tempo_bpm: float = 140.0) -> Performance:
@@ -171,11 +169,12 @@ class Tokenizer:
         step = np.cumsum(shift)
         end_step = int(min(step[-1], c.n_steps)) if len(step) else 0
         pos = np.arange(len(ids))
-        # velocity: the last VELOCITY token before each position (64 before any)
+        # velocity: the last VELOCITY token before each position (the centre of 64's bin before any)
         vpos = np.where(typ == 1, pos, -1)
         np.maximum.accumulate(vpos, out=vpos) if len(vpos) else None
         width = 128 // c.n_velocity_bins
-        vel_of = np.where(vpos >= 0, (ids[np.maximum(vpos, 0)] - self.vel0) * width + width // 2, 64)
+        vel_of = np.where(vpos >= 0, (ids[np.maximum(vpos, 0)] - self.vel0) * width + width // 2,
+                          quantize_velocity(64, c.n_velocity_bins))
         # notes: per pitch, each NOTE_ON lasts until the next ON/OFF event of its pitch
         is_note = (typ == 2) | (typ == 3)
         npos = pos[is_note]
@@ -183,8 +182,10 @@ class Tokenizer:
         order = np.lexsort((npos, pitch))
         npos, pitch = npos[order], pitch[order]
         is_on = typ[npos] == 2
-        nxt_same = np.append(pitch[1:] == pitch[:-1], False)
-        nxt_pos = np.append(npos[1:], 0)
+        nxt_same = np.zeros(len(npos), bool)  # sized to npos so an empty body stays empty
+        nxt_same[:-1] = pitch[1:] == pitch[:-1]
+        nxt_pos = np.zeros_like(npos)
+        nxt_pos[:-1] = npos[1:]
         on_step = step[npos]
         off_step = np.where(nxt_same, step[nxt_pos], end_step)
         on_step, off_step, p, v = on_step[is_on], off_step[is_on], pitch[is_on], vel_of[npos[is_on]]
@@ -197,3 +198,128 @@ class Tokenizer:
         ev = np.stack([step[is_cc], lane, val], axis=1)
         return Performance.from_events(notes, ev, n_steps=c.n_steps, cc_numbers=c.cc_numbers,
                                        tempo_bpm=tempo_bpm, steps_per_bar=c.steps_per_bar)
+
+
+def _ensure_normalized(perf: Performance) -> Performance:
+    """``perf`` itself when it already satisfies the ``Performance.normalized`` invariants (an O(n) check),
+    else its normalised copy."""
+    if _is_normalized(np.ascontiguousarray(perf.notes, dtype=np.int32), np.ascontiguousarray(perf.cc, dtype=np.int16)):
+        return perf
+    return perf.normalized()
+
+
+def _decimate(perf: Performance, factor: int) -> Performance:
+    """CC lanes held for ``factor`` steps (sample-and-hold at each block start); notes untouched."""
+    if factor == 1:
+        return perf
+    hold = np.arange(perf.n_steps) // factor * factor
+    return replace(perf, cc=perf.cc[:, hold])
+
+
+@njit(cache=True, nogil=True)
+def _is_normalized(notes, cc):  # pragma: no cover - compiled
+    """True when ``Performance.normalized`` would return the same notes and CC lanes."""
+    n_cc, n_steps = cc.shape
+    end = np.zeros(128, np.int64)  # per pitch: the step where its last note ends
+    for i in range(notes.shape[0]):
+        o, d, p, v = notes[i, 0], notes[i, 1], notes[i, 2], notes[i, 3]
+        if o < 0 or o >= n_steps or p < 0 or p > 127 or d < 1 or d > n_steps - o or v < 1 or v > 127:
+            return False
+        if i > 0 and (o < notes[i - 1, 0] or (o == notes[i - 1, 0] and p <= notes[i - 1, 2])):
+            return False  # not strictly sorted by (onset, pitch): unsorted or a duplicate
+        if end[p] > o:
+            return False  # outlives the next onset of its pitch
+        end[p] = o + d
+    for lane in range(n_cc):
+        seen = False
+        for t in range(n_steps):
+            x = cc[lane, t]
+            if x > 127 or x < -1 or (seen and x == -1):
+                return False
+            seen = seen or x >= 0
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _emit_shift(out, k, gap, max_shift, shift0):  # pragma: no cover - compiled
+    """Write ceil(gap / max_shift) TIME_SHIFTs at ``out[k]``: full shifts, then the remainder."""
+    while gap > max_shift:
+        out[k] = shift0 + max_shift - 1
+        k += 1
+        gap -= max_shift
+    if gap > 0:
+        out[k] = shift0 + gap - 1
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def _encode_kernel(notes, cc, factor, layout, out):  # pragma: no cover - compiled
+    """Ids of a normalised window into ``out``; returns their count.
+
+    notes (n, 4) int32 sorted by (onset, pitch), no same-pitch overlap; cc (n_cc, n_steps) int16
+    forward-filled; ``factor`` holds every lane for that many steps; ``layout`` int64
+    [vel0, on0, off0, shift0, cc0, n_velocity_bins, max_shift]. Step by step it writes the
+    documented order: NOTE_OFFs (ascending pitch), CC changes (ascending lane), VELOCITY+NOTE_ON.
+    """
+    vel0, on0, off0, shift0, cc0, n_bins, max_shift = (layout[0], layout[1], layout[2], layout[3],
+                                                       layout[4], layout[5], layout[6])
+    width = 128 // n_bins
+    n = notes.shape[0]
+    n_cc, n_steps = cc.shape
+    # NOTE_OFFs in (off step, pitch) order: counting sort by pitch, then a stable one by off step
+    start = np.zeros(129, np.int64)
+    for i in range(n):
+        start[notes[i, 2] + 1] += 1
+    for p in range(128):
+        start[p + 1] += start[p]
+    by_pitch = np.empty(n, np.int64)
+    for i in range(n):
+        p = notes[i, 2]
+        by_pitch[start[p]] = i
+        start[p] += 1
+    first_off = np.zeros(n_steps + 2, np.int64)
+    for i in range(n):
+        first_off[notes[i, 0] + notes[i, 1] + 1] += 1
+    for t in range(n_steps + 1):
+        first_off[t + 1] += first_off[t]
+    fill = first_off.copy()
+    off_pitch = np.empty(n, np.int64)
+    for j in range(n):
+        i = by_pitch[j]
+        s = notes[i, 0] + notes[i, 1]
+        off_pitch[fill[s]] = notes[i, 2]
+        fill[s] += 1
+
+    out[0] = 1  # BOS
+    k = 1
+    last = 0  # step of the previous event
+    i_on = 0
+    for t in range(n_steps + 1):
+        # NOTE_OFFs
+        for j in range(first_off[t], first_off[t + 1]):
+            k = _emit_shift(out, k, t - last, max_shift, shift0)
+            last = t
+            out[k] = off0 + off_pitch[j]
+            k += 1
+        # CC changes: a lane's held value differs from the previous step's
+        if t < n_steps:
+            h = t // factor * factor
+            for lane in range(n_cc):
+                x = cc[lane, h]
+                if x < 0 or (t > 0 and cc[lane, (t - 1) // factor * factor] == x):
+                    continue
+                k = _emit_shift(out, k, t - last, max_shift, shift0)
+                last = t
+                out[k] = cc0 + 128 * lane + x
+                k += 1
+        # VELOCITY + NOTE_ON pairs
+        while i_on < n and notes[i_on, 0] == t:
+            k = _emit_shift(out, k, t - last, max_shift, shift0)
+            last = t
+            out[k] = vel0 + min(notes[i_on, 3] // width, n_bins - 1)
+            out[k + 1] = on0 + notes[i_on, 2]
+            k += 2
+            i_on += 1
+    out[k] = 2  # EOS
+    return k + 1

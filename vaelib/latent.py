@@ -257,18 +257,25 @@ def variation_grid(model, tokenizer, z0, directions: dict[str, np.ndarray], amou
 def explorer(model, tokenizer, z0, directions: dict[str, np.ndarray], sample_rate: int = 22050,
              tempo_bpm: float = 140.0):
     """ipywidgets explorer: one slider per direction, plus temperature, seed and greedy. Each change
-    decodes z0 + sum(amount * direction) and shows the piano roll, the CC lanes and an audio player."""
+    decodes z0 + sum(amount * direction) and shows the piano roll, the CC lanes and an audio player.
+
+    The audio goes to an ``ipywidgets.Audio`` widget, not into the Output area: a large embedded
+    player captured by an Output widget stalls headless runs (papermill/nbclient)."""
+    import io
+
     import ipywidgets as w
     import matplotlib.pyplot as plt
+    import soundfile as sf
     from IPython.display import display
 
-    from vaelib.audio import show_audio
     from vaelib.generate import decode
+    from vaelib.synth import render
 
     sliders = {n: w.FloatSlider(value=0.0, min=-3.0, max=3.0, step=0.25, description=n) for n in directions}
     extra = {"temperature": w.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.1, description="temperature"),
              "seed": w.IntSlider(value=0, min=0, max=99, description="seed"),
              "greedy": w.Checkbox(value=True, description="greedy")}
+    player = w.Audio(format="wav", autoplay=False, loop=False)
 
     def show(temperature, seed, greedy, **amounts):
         z = _moved(z0, directions, amounts)
@@ -278,8 +285,9 @@ def explorer(model, tokenizer, z0, directions: dict[str, np.ndarray], sample_rat
         perf.source = ", ".join(f"{n}{a:+g}" for n, a in amounts.items() if a) or "z0"
         display(plot_strip([perf], lanes=("cutoff", "resonance", "volume")))
         plt.close("all")
-        show_audio(perf, sample_rate=sample_rate, title=perf.source)
-        plt.close("all")
+        buf = io.BytesIO()
+        sf.write(buf, render(perf, sample_rate=sample_rate), sample_rate, format="WAV", subtype="PCM_16")
+        player.value = buf.getvalue()
 
     out = w.interactive_output(show, {**sliders, **extra})
-    return w.VBox([w.HBox([w.VBox(list(sliders.values())), w.VBox(list(extra.values()))]), out])
+    return w.VBox([w.HBox([w.VBox(list(sliders.values())), w.VBox(list(extra.values()))]), player, out])

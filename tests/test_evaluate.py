@@ -118,3 +118,38 @@ def test_table1_from_runs_with_seeds(tiny_run):
     prior = prior_frame({"z16": one})
     assert list(prior.index) == ["z16", "test set"]
     assert prior.loc["z16", "validity_rate"] == one["prior"]["validity_rate"]
+
+
+@pytest.mark.slow
+def test_table1_shows_a_paper_control_as_its_own_row(tiny_run):
+    from vaelib.config import ExperimentConfig, get_preset
+    from vaelib.evaluate import objective_label, parse_run_name
+    from vaelib.table import build_table1
+
+    if not (tiny_run / "z16" / "metrics.json").exists():
+        evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)
+    res = tiny_run / "with_control"
+    for name in ("z16_s0", "z16_s1", "z16_paper"):
+        shutil.copytree(tiny_run / "z16", res / name)
+    literal = get_preset("tiny-paper", latent_dim=16)
+    literal.save(res / "z16_paper" / "config.json")  # the control's own config: the paper's literal objective
+    assert parse_run_name("z16_paper") == (16, None, "paper") and parse_run_name("z16_s1") == (16, 1, "")
+    assert parse_run_name("z16_paperx") is None
+    assert [p.name for _, p in find_runs(res)[16]] == ["z16_s0", "z16_s1"]  # never one of the seeds
+    assert [p.name for _, p in find_runs(res, variant="paper")[16]] == ["z16_paper"]
+    assert len(find_runs(res, variant=None)[16]) == 3
+    df = build_table1(res, [16], tiny_run / "table_control")
+    assert list(df["control"]) == [False, True] and list(df["latent_dim"]) == [16, 16]
+    assert list(df["n_seeds"]) == [2, 1] and df.loc[1, "runs"] == "z16_paper"
+    main_obj = objective_label(ExperimentConfig.load(tiny_run / "z16" / "config.json").to_dict()["train"])
+    assert df.loc[0, "objective"] == main_obj and main_obj.startswith("recommended")
+    assert df.loc[1, "objective"] == objective_label(literal.to_dict()["train"]) == "paper (β_max=8, no defences)"
+    one = json.loads((tiny_run / "z16" / "metrics.json").read_text())
+    assert df.loc[1, "collapsed"] == one["collapsed"] and df.loc[1, "cc_me"] == pytest.approx(one["cc_me"]["value"])
+    csv = pd.read_csv(tiny_run / "table_control" / "table1.csv")
+    assert list(csv["control"]) == [False, True]
+    md = (tiny_run / "table_control" / "table1.md").read_text()
+    assert "control: paper (β_max=8, no defences)" in md
+    verdicts = pd.read_csv(tiny_run / "table_control" / "table1_runs.csv")
+    assert list(verdicts["run"]) == ["z16_s0", "z16_s1", "z16_paper"]
+    assert all(v.startswith("collapsed" if c else "uses z") for v, c in zip(verdicts["verdict"], verdicts["collapsed"]))

@@ -130,7 +130,7 @@ def test_parallel_steps_get_one_device_each(notebooks, tmp_path):
 
 
 def test_plan_follows_the_contract(tmp_path):
-    steps = plan("tiny", [16, 32], [0, 1], "synthetic", tmp_path / "o", n_examples=40)
+    steps = plan("tiny", [16, 32], [0, 1], "synthetic", tmp_path / "o", n_examples=40, control=False)
     names = [s.name for s in steps]
     assert names == ["01_dataset_curation", "02_train_z16_s0", "02_train_z16_s1", "02_train_z32_s0",
                      "02_train_z32_s1", "03_evaluate", "04_latent_space_z16", "04_latent_space_z32", "05_explorer",
@@ -146,6 +146,28 @@ def test_plan_follows_the_contract(tmp_path):
     single = plan("tiny", [16], [3], "synthetic", out)
     assert single[1].parameters["run_dir"] == str(out / "z16") and single[1].parameters["seed"] == 3
     assert single[0].parameters["n_examples"] == 120  # the preset's corpus size
+
+
+def test_plan_adds_one_literal_objective_control_unless_told_not_to(tmp_path):
+    from vaelib.config import get_preset, literal_variant
+
+    out = (tmp_path / "o").resolve()
+    steps = plan("tiny", [32, 16], [3, 4], "synthetic", out, epochs=2, beta_max=2.0)
+    by = {s.name: s for s in steps}
+    control = by["02_train_z16_paper"]  # the smallest size, once, whatever the number of seeds
+    assert [s.name for s in steps].count("02_train_z16_paper") == 1 and control.parallel
+    assert control.parameters["preset"] == literal_variant("tiny")
+    assert control.parameters["run_dir"] == str(out / "z16_paper") and control.parameters["seed"] == 3
+    assert control.parameters["epochs"] == 2 and control.parameters["beta_max"] < 0  # same budget, paper's beta
+    literal = get_preset(control.parameters["preset"]).train
+    assert literal.free_bits == literal.word_dropout == literal.beta_zero_frac == 0
+    assert control.name in by["03_evaluate"].depends and str(out / "z16_paper" / "run.json") in by["03_evaluate"].inputs
+    assert control.name not in by["06_listening_test"].depends  # the listening kit compares the main runs only
+    without = plan("tiny", [16, 32], [0], "synthetic", out, control=False)
+    assert not any("paper" in s.name for s in without)
+    assert [s.name for s in without] == [s.name for s in plan("tiny", [16, 32], [0], "synthetic", out)
+                                         if s.name != "02_train_z16_paper"]
+    assert not any("paper" in s.name for s in plan("paper", [128], [0], "synthetic", out))  # main runs are literal
 
 
 STAND_INS = {  # minimal notebooks with the contract's parameter names, writing what the real ones write
@@ -193,13 +215,16 @@ def test_cli_runs_the_plan_and_shows_table1(tmp_path, monkeypatch):
     assert pipeline.main(argv) == 0
     assert (out / "table1.csv").read_text().splitlines() == ["latent_dim,note_f1", "16,0.5", "32,0.5"]
     index = (out / "index.html").read_text()
-    for stem in ["01_dataset_curation", "02_train_z16", "02_train_z32", "03_evaluate", "04_latent_space_z16",
+    assert json.loads((out / "z16_paper" / "run.json").read_text()) == {"latent_dim": 16}  # the control trained
+    for stem in ["01_dataset_curation", "02_train_z16", "02_train_z32", "02_train_z16_paper", "03_evaluate",
+                 "04_latent_space_z16",
                  "04_latent_space_z32", "05_explorer", "06_listening_test"]:
         assert f'href="notebooks/{stem}.html"' in index and (out / "notebooks" / f"{stem}.html").exists()
     assert "<td>32</td><td>0.50 [0.40, 0.60]</td>" in index  # Table 1 inline, from its Markdown
     assert 'src="figures/table1_bars.png"' in index and 'href="table1.csv"' in index
     assert json.loads((out / "data" / "report.json").read_text()) == {"n": 40}
     assert json.loads((out / "pipeline.json").read_text())["config"]["preset_config"]["name"] == "tiny"
+    assert json.loads((out / "pipeline.json").read_text())["config"]["control"] == "tiny-paper"
 
     # a broken notebook: exit 1, its steps FAILED with the traceback in their HTML, everything upstream kept
     write_notebook(nbdir / "04_latent_space.ipynb", STAND_INS["04_latent_space"][0], "raise ValueError('no z')")

@@ -42,7 +42,9 @@ from vaelib.tokenizer import EOS, PAD, TYPE_NAMES
 
 COLLAPSE_GAP = 0.01  # nats/token: below this the right z helps the decoder by < 1 % of a nat per token
 SAMPLE_RATE = 22050  # issue 5: MR-STFT renders at 22.05 kHz
-RUN_NAME = re.compile(r"^z(\d+)(?:_s(\d+))?$")
+# z{D}, z{D}_s{seed}; a trailing _paper marks the control trained with the paper's literal objective
+RUN_NAME = re.compile(r"^z(\d+)(?:_s(\d+))?(?:_(paper))?$")
+CONTROL = "paper"  # run-name suffix of the literal-objective control (``z{D}_paper``)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -88,16 +90,45 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def find_runs(results_dir, latent_dims=None) -> dict[int, list[tuple[int | None, Path]]]:
-    """Run folders ``z{D}`` / ``z{D}_s{seed}`` under ``results_dir`` -> {D: [(seed or None, path)]}."""
+def parse_run_name(name: str) -> tuple[int, int | None, str] | None:
+    """``"z128_s1"`` -> (128, 1, ""), ``"z128_paper"`` -> (128, None, "paper"); None for any other folder name."""
+    m = RUN_NAME.match(name)
+    return None if m is None else (int(m.group(1)), None if m.group(2) is None else int(m.group(2)), m.group(3) or "")
+
+
+def find_runs(results_dir, latent_dims=None, variant: str | None = "") -> dict[int, list[tuple[int | None, Path]]]:
+    """Run folders under ``results_dir`` -> {D: [(seed or None, path)]}.
+
+    ``variant`` "" takes the main runs ``z{D}`` / ``z{D}_s{seed}``, ``"paper"`` the literal-objective controls
+    ``z{D}[_s{seed}]_paper``, None both (a control is never one of the main runs' seeds)."""
     if isinstance(latent_dims, str):  # `papermill -p latent_dims "[128, 256]"` passes the list as text
         latent_dims = json.loads(latent_dims)
     runs: dict[int, list] = {}
     for p in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else []:
-        m = RUN_NAME.match(p.name)
-        if p.is_dir() and m and (latent_dims is None or int(m.group(1)) in [int(d) for d in latent_dims]):
-            runs.setdefault(int(m.group(1)), []).append((None if m.group(2) is None else int(m.group(2)), p))
+        parsed = parse_run_name(p.name)
+        if not (p.is_dir() and parsed):
+            continue
+        dim, seed, kind = parsed
+        if (variant is None or kind == variant) and (latent_dims is None or dim in [int(d) for d in latent_dims]):
+            runs.setdefault(dim, []).append((seed, p))
     return runs
+
+
+def objective_label(train: dict) -> str:
+    """The training objective of a run in words, from its config's ``train`` section (``config.json``)."""
+    beta = f"β_max={train.get('beta_max', float('nan')):g}"
+    fb, bz, wd = (float(train.get(k, 0.0)) for k in ("free_bits", "beta_zero_frac", "word_dropout"))
+    if fb == bz == wd == 0:
+        return f"paper ({beta}, no defences)"
+    return f"recommended ({beta}; free bits {fb:g}, β=0 for {bz:.0%} of a cycle, word dropout {wd:g})"
+
+
+def run_objective(run_dir) -> str:
+    """``objective_label`` of ``run_dir/config.json``; "" when the run has no config."""
+    try:
+        return objective_label(json.loads((Path(run_dir) / "config.json").read_text())["train"])
+    except (FileNotFoundError, KeyError, json.JSONDecodeError):
+        return ""
 
 
 # ---------------------------------------------------------------------------- teacher forced
@@ -294,6 +325,7 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         "run": {"run_dir": str(run_dir), "data_dir": str(data_dir), "split": split, "limit": limit, "seed": seed,
                 "n_examples": len(seqs), "checkpoint": ckpts[-1].name if ckpts else None,
                 "latent_dim": config.model.latent_dim, "preset": config.name, "sample_rate": SAMPLE_RATE,
+                "objective": objective_label(config.to_dict()["train"]),
                 "wall_sec": None},
     }
     try:  # training's own collapse diagnostics on the same examples, for cross-checking (roll-by-one partner)
@@ -334,10 +366,10 @@ def is_fresh(run_dir, limit: int | None = None, split: str = "test", seed: int =
 
 def evaluate_results(results_dir, latent_dims, data_dir, limit: int | None = None, split: str = "test",
                      force: bool = False, **kw) -> dict[str, dict]:
-    """``evaluate_run`` every run folder of ``latent_dims`` under ``results_dir`` whose metrics are stale
-    (all of them with ``force``); returns {run name: metrics}."""
+    """``evaluate_run`` every run folder of ``latent_dims`` under ``results_dir`` (main runs and ``_paper``
+    controls) whose metrics are stale (all of them with ``force``); returns {run name: metrics}."""
     out = {}
-    for _, runs in sorted(find_runs(results_dir, latent_dims).items()):
+    for _, runs in sorted(find_runs(results_dir, latent_dims, variant=None).items()):
         for _, run in runs:
             fresh = not force and is_fresh(run, limit, split, kw.get("seed", 0))
             out[run.name] = (json.loads((run / "metrics.json").read_text()) if fresh

@@ -6,6 +6,9 @@ files and the library source) matches the one stored in ``OUT/.pipeline_state.js
 A failing notebook keeps its partial HTML (with the traceback), blocks only the steps that depend on it, and makes
 the whole run exit non-zero. With several CUDA GPUs the train steps run in parallel, one per GPU.
 
+Besides the main runs, one control (``02_train_z{D}_paper``, smallest D) trains the same architecture with the paper's
+literal objective, so Table 1 shows the collapse next to the recommended objective (``--no-control`` skips it).
+
 CLI: ``python -m vaelib.pipeline --preset small --latent-dims 128 256 384 512 --seeds 0 --data synthetic --out results/small``
 """
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
-import hashlib
 import html
 import json
 import logging
@@ -28,10 +30,11 @@ from pathlib import Path
 from typing import Callable
 
 from vaelib import report_index
+from vaelib.pipeline_keys import (STATE_FILE, fingerprint, key_parts, library_salt, library_sources,  # noqa: F401
+                                  load_state, save_state, step_key)
 
 OK, SKIPPED, FAILED, BLOCKED, MISSING = "ok", "skipped-unchanged", "FAILED", "blocked", "missing"
 DONE = (OK, SKIPPED)  # statuses that let dependent steps run
-STATE_FILE = ".pipeline_state.json"
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 
@@ -66,13 +69,16 @@ class StepResult:
 # ---------------------------------------------------------------- plan
 
 def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0, epochs: int = 0,
-         max_steps: int = 0, beta_max: float = -1.0, limit: int = 0) -> list[Step]:
+         max_steps: int = 0, beta_max: float = -1.0, limit: int = 0, control: bool = True) -> list[Step]:
     """The paper's steps: 01 once, 02 per (latent_dim, seed), 03 once, 04 per latent_dim, 05 and 06 once.
 
     ``n_examples`` 0 takes the preset's corpus size; ``epochs`` 0, ``max_steps`` 0 and ``beta_max`` -1 take the
     preset's training settings; ``limit`` 0 evaluates the whole test split.
+    ``control`` adds ``02_train_z{D}_paper`` for the smallest D and the first seed: the preset's literal-objective
+    variant (``config.literal_variant``; none for ``paper``, whose main runs are literal) trained into
+    ``OUT/z{D}_paper``, so 03 can show the collapse the defences prevent. It keeps the paper's beta_max.
     """
-    from vaelib.config import get_preset
+    from vaelib.config import get_preset, literal_variant
 
     out = Path(out).resolve()
     latent_dims, seeds = [int(d) for d in latent_dims], [int(s) for s in seeds]
@@ -100,10 +106,21 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
                               outputs=(str(run_dir(dim, seed) / "run.json"),), parallel=True))
     all_runs = ("01_dataset_curation", *train.values())
     run_records = tuple(str(run_dir(d, s) / "run.json") for d, s in train)
+    variant = literal_variant(preset) if control else None
+    controls, control_records = (), ()  # evaluated by 03 beside the main runs, never one of their seeds
+    if variant is not None:
+        dim = min(latent_dims)
+        ctl = out / f"z{dim}_paper"
+        controls, control_records = (f"02_train_z{dim}_paper",), (str(ctl / "run.json"),)
+        steps.append(Step(controls[0], "02_train",
+                          dict(preset=variant, latent_dim=dim, data_dir=data_dir, run_dir=str(ctl), seed=seeds[0],
+                               epochs=int(epochs), beta_max=-1.0, max_steps=int(max_steps)),
+                          depends=("01_dataset_curation",), inputs=(report,), outputs=control_records, parallel=True))
     steps.append(Step("03_evaluate", "03_evaluate",
                       dict(preset=preset, results_dir=str(out), latent_dims=latent_dims, data_dir=data_dir,
                            limit=int(limit), out_dir=str(out)),
-                      depends=all_runs, inputs=(report, *run_records), outputs=(str(out / "table1.csv"),)))
+                      depends=(*all_runs, *controls), inputs=(report, *run_records, *control_records),
+                      outputs=(str(out / "table1.csv"),)))
     for dim in latent_dims:
         first = run_dir(dim, seeds[0])
         steps.append(Step(f"04_latent_space_z{dim}", "04_latent_space",
@@ -128,106 +145,6 @@ def find_notebook(notebooks_dir, stem: str) -> Path | None:
         return exact
     same_number = sorted(Path(notebooks_dir).glob(f"{stem.split('_')[0]}_*.ipynb"))
     return same_number[0] if len(same_number) == 1 else None
-
-
-# ---------------------------------------------------------------- keys and state
-
-def fingerprint(path) -> str:
-    """Content hash of a file; for a folder, of its file names, sizes and mtimes (cheap for big MIDI folders)."""
-    p = Path(path)
-    h = hashlib.sha256()
-    if p.is_file():
-        h.update(p.read_bytes())
-    elif p.is_dir():
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            st = f.stat()
-            h.update(f"{f.relative_to(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    else:
-        return "missing"
-    return h.hexdigest()
-
-
-def key_parts(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -> dict[str, str]:
-    """Hashes of what determines a step's result, by part.
-
-    ``upstream`` holds the deps' ``{key, run_id}``; ``salt`` stands for the library code (see ``library_salt``).
-    """
-    def digest(obj) -> str:
-        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-    return dict(parameters=digest(step.parameters), notebook=fingerprint(notebook)[:16], upstream=digest(upstream),
-                inputs=digest({i: fingerprint(i) for i in step.inputs}), library=digest(salt))
-
-
-def step_key(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -> str:
-    """One hash over ``key_parts``: equal keys mean the step would compute the same thing."""
-    return hashlib.sha256(json.dumps(key_parts(step, notebook, upstream, salt), sort_keys=True).encode()).hexdigest()
-
-
-def library_sources(notebook) -> list[Path]:
-    """The vaelib source files a notebook reaches through its imports, followed transitively (sorted)."""
-    import ast
-
-    import nbformat
-
-    pkg = Path(__file__).resolve().parent
-
-    def files_of(module: str) -> list[Path]:
-        base = pkg.parent / module.replace(".", "/")
-        return [f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()]
-
-    def imported(tree, package: str = "") -> set[str]:
-        names = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names |= {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                parent = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]) if node.level else ""
-                module = ".".join(p for p in (parent, node.module) if p)
-                names |= {module} | {f"{module}.{a.name}" for a in node.names}  # `from vaelib import x`: maybe a module
-        return {n for n in names if n == "vaelib" or n.startswith("vaelib.")}
-
-    cells = [c.source for c in nbformat.read(str(notebook), as_version=4).cells if c.cell_type == "code"]
-    code = "\n".join(ln for c in cells for ln in c.splitlines() if not ln.lstrip().startswith(("%", "!")))
-    try:
-        todo = imported(ast.parse(code)) | {"vaelib"}
-    except SyntaxError:  # unparsable notebook: depend on the whole library
-        return sorted(pkg.rglob("*.py"))
-    seen: set[Path] = set()
-    while todo:
-        for f in files_of(todo.pop()):
-            if f not in seen:
-                seen.add(f)
-                package = ".".join(f.relative_to(pkg.parent).with_suffix("").parts[:-1])  # for relative imports
-                todo |= imported(ast.parse(f.read_text(encoding="utf-8")), package)
-    return sorted(seen)
-
-
-def library_salt(preset: str, notebook) -> str:
-    """Hash of the preset and of the vaelib sources the notebook imports, so a relevant library edit reruns it."""
-    from vaelib.config import get_preset
-
-    h = hashlib.sha256(get_preset(preset).to_json().encode())
-    root = Path(__file__).resolve().parent.parent
-    for f in library_sources(notebook):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
-
-
-def load_state(out) -> dict:
-    path = Path(out) / STATE_FILE
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def save_state(out, state: dict) -> None:
-    """Atomic, so an interrupted pipeline never leaves a half-written state file."""
-    path = Path(out) / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------- execution
@@ -445,6 +362,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=0, help="cap on optimizer steps per run (0 = none)")
     p.add_argument("--limit", type=int, default=0, help="test examples evaluated per run (0 = all)")
     p.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR))
+    p.add_argument("--no-control", action="store_true",
+                   help="skip the literal-paper-objective control run (z{smallest D}_paper)")
     p.add_argument("--force", action="store_true", help="rerun every step")
     p.add_argument("--sequential", action="store_true", help="never run train steps in parallel")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output while they run")
@@ -459,8 +378,9 @@ def main(argv=None) -> int:
     except KeyError as e:
         p.error(str(e))
     steps = plan(a.preset, a.latent_dims, a.seeds, a.data, out, n_examples=a.n_examples, epochs=a.epochs,
-                 max_steps=a.max_steps, limit=a.limit)
-    config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds, data=a.data,
+                 max_steps=a.max_steps, limit=a.limit, control=not a.no_control)
+    control = next((s.parameters["preset"] for s in steps if s.name.endswith("_paper")), None)
+    config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds, data=a.data, control=control,
                   n_examples=steps[0].parameters["n_examples"], epochs=a.epochs, max_steps=a.max_steps,
                   limit=a.limit, preset_config=preset_cfg.to_dict(),
                   command=" ".join(["python -m vaelib.pipeline", *(sys.argv[1:] if argv is None else argv)]))

@@ -5,13 +5,14 @@ be moved or committed (``results/reference/``) and still render.
 """
 from __future__ import annotations
 
+import csv
 import html
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-TABLE_FILES = ("table1.csv", "table1.md", "table1.tex", "table1_paired.csv", "table1_paired.md")
+TABLE_FILES = ("table1.csv", "table1.md", "table1.tex", "table1_paired.csv", "table1_paired.md", "table1_runs.csv")
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg")
 STATUS_COLOURS = {"ok": "#1a7f37", "skipped-unchanged": "#57606a", "FAILED": "#cf222e", "blocked": "#9a6700",
                   "missing": "#9a6700"}
@@ -63,6 +64,23 @@ def render_table(out, stem: str = "table1") -> str:
     return f"<p><em>No {stem} yet (written by 03_evaluate).</em></p>"
 
 
+def render_verdicts(out) -> str:
+    """One line per run folder from ``table1_runs.csv`` (written by ``vaelib.table``): does its decoder use z?"""
+    path = Path(out) / "table1_runs.csv"
+    if not path.is_file():
+        return ""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error) as e:  # a malformed file should not cost the whole index
+        return f"<p>table1_runs.csv could not be read: {html.escape(repr(e))}</p>"
+    items = "".join(
+        f'<li><b>{html.escape(r.get("run", ""))}</b> ({html.escape(r.get("objective", "") or "objective unknown")}): '
+        f'<span class="status" style="color:{STATUS_COLOURS["FAILED" if r.get("collapsed") == "True" else "ok"]}">'
+        f'{html.escape(r.get("verdict", ""))}</span></li>' for r in rows)
+    return f"<h3>Does each run use z?</h3><ul>{items}</ul>" if items else ""
+
+
 def _step_rows(steps: list[dict]) -> str:
     rows = []
     for s in steps:
@@ -104,7 +122,7 @@ def write_index(out, summary: dict) -> Path:
 {verdict}
 <h2>Steps</h2>{_step_rows(summary["steps"])}
 <p>Machine-readable: <a href="pipeline.json">pipeline.json</a> · <a href="run_record.json">run_record.json</a></p>
-<h2>Table 1</h2>{render_table(out)}<p>{tables}</p>{paired}
+<h2>Table 1</h2>{render_table(out)}{render_verdicts(out)}<p>{tables}</p>{paired}
 <h2>Figures</h2>{figures}
 <h2>Configuration</h2><table>{config_rows}</table>{preset}
 </body></html>

@@ -13,6 +13,10 @@ Seeds: with one run per size the cells are that run's. With several (``z{D}_s{se
 averaged over seeds example by example and bootstrapped over examples; run-level cells (CE, active units, usage
 gap) take the mean over seeds with the envelope [min lo, max hi] of the seeds' CIs, and ``*_seed_sd`` gives the
 spread. A size is flagged ``collapsed`` when its mean usage gap is below ``COLLAPSE_GAP`` nats/token.
+
+Controls: a ``z{D}_paper`` folder (the same architecture trained with the paper's literal objective) gets its own
+row after the main sizes (``control`` True, its ``objective`` spelled out); it is never pooled with the seeds of
+``z{D}`` nor paired-tested. ``table1_runs.csv`` gives every run folder a one-line verdict ("uses z" / "collapsed").
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vaelib.evaluate import COLLAPSE_GAP, find_runs, write_atomic
+from vaelib.evaluate import COLLAPSE_GAP, CONTROL, find_runs, run_objective, write_atomic
 from vaelib.metrics import bootstrap_ci, paired_test
 
 # (column, metrics.json key, eval.csv column or None for run-level cells, header)
@@ -41,13 +45,14 @@ CELLS = (
 PAIRED = ("cc_me", "mr_stft", "note_f1", "frame_accuracy", "kl_nats", "ce_nats_per_token", "usage_gap_nats_per_token")
 
 
-def load_runs(results_dir, latent_dims) -> dict[int, list[dict]]:
-    """{D: [{"seed", "path", "metrics", "eval"}]} for the evaluated runs (those with metrics.json and eval.csv)."""
+def load_runs(results_dir, latent_dims, variant: str = "") -> dict[int, list[dict]]:
+    """{D: [{"seed", "path", "objective", "metrics", "eval"}]} for the evaluated runs (those with metrics.json and
+    eval.csv) of one ``variant`` ("" main runs, ``"paper"`` the literal-objective controls)."""
     out: dict[int, list[dict]] = {}
-    for d, runs in find_runs(results_dir, latent_dims).items():
+    for d, runs in find_runs(results_dir, latent_dims, variant=variant).items():
         for seed, path in runs:
             if (path / "metrics.json").exists() and (path / "eval.csv").exists():
-                out.setdefault(d, []).append({"seed": seed, "path": path,
+                out.setdefault(d, []).append({"seed": seed, "path": path, "objective": run_objective(path),
                                               "metrics": json.loads((path / "metrics.json").read_text()),
                                               "eval": pd.read_csv(path / "eval.csv")})
     return out
@@ -76,12 +81,15 @@ def _cell(runs: list[dict], key: str, col: str | None, ex: pd.DataFrame, seed: i
     return {"value": float(vals.mean()), "ci_lo": float(min(los)), "ci_hi": float(max(his)), "seed_sd": sd}
 
 
-def summarize_sizes(runs: dict[int, list[dict]], seed: int = 0) -> pd.DataFrame:
-    """One numeric row per latent size: for each cell ``{c}``, ``{c}_ci_lo``, ``{c}_ci_hi``, ``{c}_seed_sd``."""
+def summarize_sizes(runs: dict[int, list[dict]], seed: int = 0, control: bool = False) -> pd.DataFrame:
+    """One numeric row per latent size: ``latent_dim``, ``objective``, ``control``, ``runs`` (folder names), and for
+    each cell ``{c}``, ``{c}_ci_lo``, ``{c}_ci_hi``, ``{c}_seed_sd``."""
     rows = []
     for d in sorted(runs):
         ex = per_example(runs[d])
-        row = {"latent_dim": d, "n_seeds": len(runs[d]), "n_examples": len(ex)}
+        row = {"latent_dim": d, "objective": " / ".join(dict.fromkeys(r["objective"] for r in runs[d])),
+               "control": control, "runs": " ".join(r["path"].name for r in runs[d]), "n_seeds": len(runs[d]),
+               "n_examples": len(ex)}
         for name, key, col, _ in CELLS:
             c = _cell(runs[d], key, col, ex, seed)
             row[name] = c["value"]
@@ -110,6 +118,23 @@ def paired_tests(runs: dict[int, list[dict]], metrics=PAIRED, seed: int = 0) -> 
                                        "p_wilcoxon", "p_bootstrap"])
 
 
+def run_verdicts(runs: list[dict]) -> pd.DataFrame:
+    """One row per loaded run (see ``load_runs``; main runs and controls): run, latent_dim, seed, objective,
+    usage_gap, active_units, collapsed, and ``verdict``, a line saying whether the decoder uses z."""
+    rows = []
+    for r in runs:
+        m = r["metrics"]
+        gap, thr = m["usage_gap"]["value"], m.get("collapse_threshold_nats_per_token", COLLAPSE_GAP)
+        collapsed = bool(gap < thr)
+        verdict = (f"collapsed (usage gap {gap:.3g} < {thr:g} nats/token)" if collapsed
+                   else f"uses z (usage gap {gap:.3g} ≥ {thr:g} nats/token, {m['active_units']['value']:.0f} active units)")
+        rows.append({"run": r["path"].name, "latent_dim": m["run"].get("latent_dim"), "seed": r["seed"],
+                     "objective": r["objective"], "usage_gap": gap, "active_units": m["active_units"]["value"],
+                     "collapsed": collapsed, "verdict": verdict})
+    return pd.DataFrame(rows, columns=["run", "latent_dim", "seed", "objective", "usage_gap", "active_units",
+                                       "collapsed", "verdict"])
+
+
 def runs_frame(results: dict[str, dict]) -> pd.DataFrame:
     """{run name: metrics.json dict} -> one row per run with the headline values and the collapse flag."""
     keys = ("recon_ce", "kl", "cc_me", "mr_stft", "note_accuracy", "active_units", "usage_gap", "baseline_cc_me",
@@ -134,7 +159,9 @@ def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
 
 def format_table(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """Readable Table 1: one "value [lo, hi]" string per cell, paper columns first, collapse flag last."""
-    out = pd.DataFrame({"Latent Dim. (D)": df["latent_dim"].astype(int), "Seeds": df["n_seeds"].astype(int)})
+    out = pd.DataFrame({"Latent Dim. (D)": df["latent_dim"].astype(int),
+                        "Objective": [("control: " if c else "") + o for c, o in zip(df["control"], df["objective"])],
+                        "Seeds": df["n_seeds"].astype(int)})
     for name, _, _, header in CELLS:
         fmt = "{:.0f}" if name == "active_units" else f"{{:.{digits}g}}"
         out[header] = [f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
@@ -143,8 +170,14 @@ def format_table(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     return out
 
 
-def plot_table1(runs: dict[int, list[dict]], df: pd.DataFrame, fig_dir) -> list[Path]:
-    """Seaborn plots with 95 % error bars; returns the written PNG paths."""
+def row_label(latent_dim: int, control: bool) -> str:
+    """x-axis label of a Table 1 row: ``"128"``, or ``"128 paper"`` for a literal-objective control."""
+    return f"{latent_dim} {CONTROL}" if control else str(latent_dim)
+
+
+def plot_table1(runs: dict[str, list[dict]], df: pd.DataFrame, fig_dir) -> list[Path]:
+    """Seaborn plots with 95 % error bars; ``runs`` keyed by ``row_label``, in ``df``'s row order.
+    Returns the written PNG paths."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -154,17 +187,17 @@ def plot_table1(runs: dict[int, list[dict]], df: pd.DataFrame, fig_dir) -> list[
     fig_dir = Path(fig_dir)
     fig_dir.mkdir(parents=True, exist_ok=True)
     long = []
-    for d, rs in runs.items():
+    for label, rs in runs.items():
         ex = per_example(rs)
         for m in ("cc_me", "mr_stft", "note_f1", "frame_accuracy"):
             for who, col in (("model", m), ("unconditional", f"baseline_{m}")):
                 if col in ex:
-                    long.append(pd.DataFrame({"latent_dim": d, "metric": m, "decoder z": who, "value": ex[col]}))
+                    long.append(pd.DataFrame({"latent_dim": label, "metric": m, "decoder z": who, "value": ex[col]}))
     long = pd.concat(long, ignore_index=True)
     paths = []
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
     for ax, m in zip(axes, ("cc_me", "mr_stft", "note_f1", "frame_accuracy")):
-        sns.pointplot(data=long[long.metric == m], x="latent_dim", y="value", hue="decoder z", ax=ax,
+        sns.pointplot(data=long[long.metric == m], x="latent_dim", y="value", hue="decoder z", ax=ax, order=list(runs),
                       errorbar=("ci", 95), seed=0, dodge=0.3, capsize=0.1, linestyle="none")
         ax.set(title=m, xlabel="latent dim", ylabel="")
         if ax is not axes[0]:
@@ -177,9 +210,9 @@ def plot_table1(runs: dict[int, list[dict]], df: pd.DataFrame, fig_dir) -> list[
 
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
     for ax, m in zip(axes, ("recon_ce", "kl", "active_units", "usage_gap")):
-        x = df["latent_dim"].astype(str)
+        x = pd.Series([row_label(d, c) for d, c in zip(df["latent_dim"], df["control"])])
         colors = ["tab:red" if c else "tab:blue" for c in df["collapsed"]]
-        sns.barplot(x=x, y=df[m], ax=ax, palette=colors, hue=x, legend=False)
+        sns.barplot(x=x, y=df[m].to_numpy(), ax=ax, palette=colors, hue=x, legend=False)
         ax.errorbar(np.arange(len(df)), df[m], yerr=[df[m] - df[f"{m}_ci_lo"], df[f"{m}_ci_hi"] - df[m]],
                     fmt="none", ecolor="black", capsize=4)
         ax.set(title=m, xlabel="latent dim", ylabel="")
@@ -196,24 +229,30 @@ def plot_table1(runs: dict[int, list[dict]], df: pd.DataFrame, fig_dir) -> list[
 def build_table1(results_dir, latent_dims, out_dir, seed: int = 0) -> pd.DataFrame:
     """Collect the evaluated runs of ``latent_dims`` under ``results_dir`` into Table 1 (see module docstring).
 
-    Returns the numeric table (one row per latent size); ``.attrs["paired"]`` holds the paired tests and
-    ``.attrs["formatted"]`` the readable table."""
-    runs = load_runs(results_dir, latent_dims)
-    if not runs:
+    Returns the numeric table (one row per latent size, then one per ``_paper`` control); ``.attrs["paired"]``
+    holds the paired tests between main sizes, ``.attrs["formatted"]`` the readable table and ``.attrs["verdicts"]``
+    one line per run folder."""
+    runs, controls = load_runs(results_dir, latent_dims), load_runs(results_dir, latent_dims, variant=CONTROL)
+    if not runs and not controls:
         raise FileNotFoundError(f"no evaluated run folders z{{D}} for D in {list(latent_dims)} under {results_dir}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    df = summarize_sizes(runs, seed)
+    df = pd.concat([summarize_sizes(r, seed, control=c) for r, c in ((runs, False), (controls, True)) if r],
+                   ignore_index=True)
     paired = paired_tests(runs, seed=seed)
     pretty = format_table(df)
+    verdicts = run_verdicts([r for group in (runs, controls) for d in sorted(group) for r in group[d]])
+    write_atomic(out_dir / "table1_runs.csv", verdicts.to_csv(index=False))
     write_atomic(out_dir / "table1.csv", df.to_csv(index=False))
     write_atomic(out_dir / "table1.md", pretty.to_markdown(index=False) if _has_tabulate() else _md(pretty))
     write_atomic(out_dir / "table1.tex", _tex(pretty))
     write_atomic(out_dir / "table1_paired.csv", paired.to_csv(index=False))
     write_atomic(out_dir / "table1_paired.md", _md(paired.round(4)))
-    plot_table1(runs, df, out_dir / "figures")
+    plot_table1({row_label(d, c): (controls if c else runs)[d] for d, c in zip(df["latent_dim"], df["control"])},
+                df, out_dir / "figures")
     df.attrs["paired"] = paired
     df.attrs["formatted"] = pretty
+    df.attrs["verdicts"] = verdicts
     return df
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from vaelib.checkpoint import list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
-from vaelib.curation import curate
+from vaelib.curation import curate, load_split
+from vaelib.data import steps_per_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +31,9 @@ def test_torchrun_two_cpu_processes_agree_on_weights(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     info = json.loads((run / "run.json").read_text())
     assert info["world_size"] == 2 and info["steps"] == 6
-    assert info["steps_per_epoch"] == 8  # 32 training windows, 2 per batch, split over 2 ranks
+    lengths = [len(x) for x in load_split(data, "train")]
+    alone = steps_per_epoch(lengths, 800, 2, world_size=1)
+    assert info["steps_per_epoch"] == steps_per_epoch(lengths, 800, 2, world_size=2) == -(-alone // 2)  # split over 2 ranks
     for path in list_checkpoints(run):  # at steps 3 and 6
         extra = read_checkpoint(path)["extra"]
         assert extra["world_size"] == 2 and len(extra["weight_digests"]) == 2

@@ -13,7 +13,8 @@ import torch
 
 from vaelib.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
-from vaelib.curation import curate
+from vaelib.curation import curate, load_split
+from vaelib.data import steps_per_epoch
 from vaelib.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def _max_logged_step(path: Path) -> int:
 
 @pytest.mark.slow  # 6 interpreter starts: ~17 s on an idle core
 def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_dir, tmp_path):
-    config = fast_config(epochs=4, ckpt_every=5, keep_ckpts=2)  # 64 steps
+    config = fast_config(epochs=4, ckpt_every=5, keep_ckpts=2)  # ~60-80 steps
     cfg_path = tmp_path / "config.json"
     config.save(cfg_path)
     run = tmp_path / "killed"
@@ -100,4 +101,6 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_dir, tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     fit(config, data_dir, tmp_path / "straight")
     assert_bit_identical(final_state(tmp_path / "straight"), final_state(run))
-    assert final_state(run)["step"] == 64 and len(set(killed_at)) == 5
+    lengths = [len(x) for x in load_split(data_dir, "train")]
+    n_steps = config.train.epochs * steps_per_epoch(lengths, config.train.batch_tokens, config.train.max_batch_size)
+    assert final_state(run)["step"] == n_steps and len(set(killed_at)) == 5

@@ -13,7 +13,8 @@ What it does, mirroring ``vaelib.train.fit`` step for step: token-budget, length
 bf16 autocast on CUDA (fp32 CE/KL, as in training), the preset's word dropout / β / free bits, backward, grad-norm
 clip, AdamW (``vaelib.train._make_optimizer``: fused on CUDA), optional ``torch.compile``. The first ``--warmup``
 steps (compilation, allocator, cuBLAS autotuning) are not timed; every timed step is bracketed by
-``torch.cuda.synchronize``. Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps.
+``torch.cuda.synchronize``. Batch shapes vary (length bucketing), so ``--compile`` may recompile inside the
+timed steps; ``step_s_max`` against ``step_s_median`` shows it. Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps.
 
 Sequences: real token streams (``vaelib.synthetic`` -> ``Tokenizer``). The 4-bar synthetic corpus averages only ~340
 tokens, far shorter than the paper's ~1k, so by default the benchmark windows are ``--bars 12`` long (mean ~830
@@ -306,9 +307,10 @@ def main(argv=None) -> Path:
     mean_len = float(np.mean([len(s) for s in seqs]))
 
     fpt = flops_per_token(config.model, 1000.0)
-    print(f"FLOPs/token at T=1000 ({a.preset} dims): {fpt['total'] / 1e6:.1f} M (issue: ~343 M), "
-          f"strict {fpt['strict'] / 1e6:.1f} M; at the data's mean T={mean_len:.0f}: "
-          f"{flops_per_token(config.model, mean_len)['total'] / 1e6:.1f} M")
+    paper = flops_per_token(get_preset("paper").model, 1000.0)
+    print(f"FLOPs/token at T=1000: paper dims {paper['total'] / 1e6:.1f} M (issue 9: ~343 M; strict "
+          f"{paper['strict'] / 1e6:.1f} M); {a.preset} dims {fpt['total'] / 1e6:.1f} M; {a.preset} at the data's "
+          f"mean T={mean_len:.0f}: {flops_per_token(config.model, mean_len)['total'] / 1e6:.1f} M")
     train = measure_training(config, seqs, device, a.steps, warmup, a.compile, peak)
     proj = project(mean_len, train["tokens_per_s"], t.epochs, a.n_train)
     gen = measure_generation(config, device, a.n_samples, a.gen_batch_size, a.run_dir) if a.n_samples else None

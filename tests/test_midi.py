@@ -234,6 +234,16 @@ def test_errors_are_value_errors_with_reasons(tmp_path):
         assert name in str(info.value)
 
 
+def test_scanner_errors_are_the_public_midi_read_error(tmp_path):
+    """vaelib.smf raises the class that vaelib.midi exports, so callers catch one type."""
+    from vaelib import smf
+
+    assert smf.MidiReadError is MidiReadError
+    with pytest.raises(MidiReadError) as info:
+        smf.chunks(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0")  # 2 tracks announced, none follow
+    assert info.value.reason == "truncated"
+
+
 def test_safe_name():
     names = {p: safe_name(p) for p in ["a/song.mid", "b/song.mid", "../../etc/passwd", "..\\..\\win\\x.mid",
                                         "/abs/Ünïcodé ß song!.MID", "", ".", "..", "...mid", ".hidden.mid",

@@ -181,10 +181,10 @@ def _filter(w: Performance, tok: Tokenizer, config: DataConfig):
     if int(w.cc_changes()[:, 1:].sum()) < config.min_cc_changes:
         return None, "static_cc", 1, w
     try:
-        fitted, factor = tok.fit(w)
+        ids, fitted, factor = tok.fit_encode(w)
     except TokenBudgetError:
         return None, "over_budget", 1, w
-    return tok._raw_encode(fitted), None, factor, fitted
+    return ids, None, factor, fitted
 
 
 def _meta(w: Performance, rel: str, ids: np.ndarray, factor: int) -> dict:

@@ -70,7 +70,8 @@ class ModelConfig:
     attn_dropout: float = 0.0  # separate: any attention dropout forces SDPA's slow math path on CPU
     latent_dim: int = 256  # size of z; the paper compares 128/256/384/512
     n_memory: int = 4  # z -> k memory tokens for cross-attention (k=1 is the paper literally, and degenerate)
-    z_to_input: bool = True  # also add a projection of z to every decoder input embedding (Optimus)
+    z_to_input: bool = False  # also add a projection of z to every decoder input embedding (Optimus); off: it
+    # drowned the token embeddings and stalled training at the unigram loss (README, "what we measured")
     logvar_min: float = -10.0  # clamp log sigma^2 for numerical safety
     logvar_max: float = 4.0
 

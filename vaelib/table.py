@@ -12,7 +12,8 @@
 Seeds: with one run per size the cells are that run's. With several (``z{D}_s{seed}``), per-example metrics are
 averaged over seeds example by example and bootstrapped over examples; run-level cells (CE, active units, usage
 gap) take the mean over seeds with the envelope [min lo, max hi] of the seeds' CIs, and ``*_seed_sd`` gives the
-spread. A size is flagged ``collapsed`` when its mean usage gap is below ``COLLAPSE_GAP`` nats/token.
+spread. A size is flagged ``collapsed`` unless its usage gap's CI lies above ``COLLAPSE_GAP`` nats/token and some
+unit is active (``evaluate.is_collapsed``).
 
 Controls: a ``z{D}_paper`` folder (the same architecture trained with the paper's literal objective) gets its own
 row after the main sizes (``control`` True, its ``objective`` spelled out); it is never pooled with the seeds of
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vaelib.evaluate import COLLAPSE_GAP, CONTROL, find_runs, run_objective, write_atomic
+from vaelib.evaluate import COLLAPSE_GAP, CONTROL, find_runs, is_collapsed, run_objective, write_atomic
 from vaelib.metrics import bootstrap_ci, paired_test
 
 # (column, metrics.json key, eval.csv column or None for run-level cells, header)
@@ -94,8 +95,10 @@ def summarize_sizes(runs: dict[int, list[dict]], seed: int = 0, control: bool = 
             c = _cell(runs[d], key, col, ex, seed)
             row[name] = c["value"]
             row.update({f"{name}_{k}": v for k, v in c.items() if k != "value"})
-        row["n_collapsed_seeds"] = int(sum(r["metrics"]["usage_gap"]["value"] < COLLAPSE_GAP for r in runs[d]))
-        row["collapsed"] = bool(row["usage_gap"] < COLLAPSE_GAP)
+        row["n_collapsed_seeds"] = int(sum(is_collapsed(r["metrics"]["usage_gap"], r["metrics"]["active_units"])
+                                           for r in runs[d]))
+        row["collapsed"] = is_collapsed({"value": row["usage_gap"], "ci95": [row["usage_gap_ci_lo"]]},
+                                        {"value": row["active_units"]})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -125,9 +128,12 @@ def run_verdicts(runs: list[dict]) -> pd.DataFrame:
     for r in runs:
         m = r["metrics"]
         gap, thr = m["usage_gap"]["value"], m.get("collapse_threshold_nats_per_token", COLLAPSE_GAP)
-        collapsed = bool(gap < thr)
-        verdict = (f"collapsed (usage gap {gap:.3g} < {thr:g} nats/token)" if collapsed
-                   else f"uses z (usage gap {gap:.3g} ≥ {thr:g} nats/token, {m['active_units']['value']:.0f} active units)")
+        lo, hi = m["usage_gap"].get("ci95", [gap, gap])
+        collapsed = is_collapsed(m["usage_gap"], m["active_units"])
+        au = m["active_units"]["value"]
+        verdict = (f"collapsed (usage gap {gap:.3g} [{lo:.3g}, {hi:.3g}] nats/token, CI not above {thr:g}; "
+                   f"{au:.0f} active units)" if collapsed
+                   else f"uses z (usage gap {gap:.3g} [{lo:.3g}, {hi:.3g}] > {thr:g} nats/token, {au:.0f} active units)")
         rows.append({"run": r["path"].name, "latent_dim": m["run"].get("latent_dim"), "seed": r["seed"],
                      "objective": r["objective"], "usage_gap": gap, "active_units": m["active_units"]["value"],
                      "collapsed": collapsed, "verdict": verdict})

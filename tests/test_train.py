@@ -127,7 +127,8 @@ def test_collapse_diagnostics_see_an_ignored_latent(data_dir):
     model = VAE(get_preset("tiny", latent_dim=8).model).eval()
     batches = [pad_batch(load_split(data_dir, "val")[:2]), pad_batch(load_split(data_dir, "test")[:2])]
     with torch.no_grad():  # cut every path from z to the decoder: the decoder now ignores z by construction
-        for p in list(model.to_memory.parameters()) + list(model.to_input.parameters()):
+        z_paths = [model.to_memory] + ([model.to_input] if model.to_input is not None else [])
+        for p in (q for m in z_paths for q in m.parameters()):
             p.zero_()
     d = collapse_diagnostics(model, batches)
     assert d["usage_gap_shuffled_tok"] == pytest.approx(0.0, abs=1e-5)

@@ -103,6 +103,9 @@ def test_split_is_by_source_file(curated):
     assert a == b  # independent of discovery order
     assert Counter(a.values()) == {"train": 800, "val": 100, "test": 100}
     assert split_sources(names, seed=1) != a
+    # a small folder still gets a val and a test file (rounding alone gave 4 files 3/1/0)
+    assert Counter(split_sources(names[:4], seed=0).values()) == {"train": 2, "val": 1, "test": 1}
+    assert Counter(split_sources(names[:2], seed=0).values()) == {"train": 2}  # too few to split
 
 
 def test_synthetic_curation_dedups_thins_and_is_deterministic(tmp_path):

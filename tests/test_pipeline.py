@@ -37,6 +37,9 @@ def notebooks(tmp_path):
                    "raise RuntimeError('boom on purpose')")
     write_notebook(d / "device.ipynb", 'out_file: str = "x.txt"  # records the GPU this kernel was given',
                    "import os, pathlib\npathlib.Path(out_file).write_text(os.environ.get('CUDA_VISIBLE_DEVICES', ''))")
+    write_notebook(d / "threads.ipynb", 'out_file: str = "x.txt"  # records the kernel\'s torch thread cap',
+                   "import os, pathlib, torch\n"
+                   "pathlib.Path(out_file).write_text(f\"{torch.get_num_threads()} {os.environ['CUDA_VISIBLE_DEVICES']!r}\")")
     return d
 
 
@@ -127,6 +130,22 @@ def test_parallel_steps_get_one_device_each(notebooks, tmp_path):
     assert summary["ok"]
     seen = {(out / f"dev{i}.txt").read_text() for i in range(2)}
     assert seen == {"7", "9"} == {s["device"] for s in summary["steps"]}
+
+
+def test_cpu_slots_share_the_cores():
+    assert pipeline.cpu_slots(2) == ["cpu:1", "cpu:1"]
+    assert pipeline.cpu_slots(16, max_workers=5) == ["cpu:3"] * 5
+    assert pipeline.cpu_slots(1) == [] and pipeline.cpu_slots(8, max_workers=1) == []
+
+
+def test_parallel_cpu_workers_cap_the_kernels_threads(notebooks, tmp_path):
+    out = tmp_path / "out"
+    steps = [Step(f"train{i}", "threads", {"out_file": str(out / f"t{i}.txt")}, parallel=True) for i in range(2)]
+    summary = run_pipeline(steps, notebooks, out, devices=pipeline.cpu_slots(2))
+    assert summary["ok"] and {s["device"] for s in summary["steps"]} == {"cpu:1"}
+    assert {(out / f"t{i}.txt").read_text() for i in range(2)} == {"1 ''"}  # one thread each, no GPU visible
+    assert "cpu:1" in (out / "index.html").read_text()
+    assert json.loads((out / "run_record.json").read_text())["device"] == "cpu, train steps in 2 parallel workers of 1 thread"
 
 
 def test_plan_follows_the_contract(tmp_path):

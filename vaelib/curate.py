@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from vaelib.config import get_preset
 from vaelib.curation import curate
@@ -34,6 +35,8 @@ def main(argv=None) -> dict:
     brief = {k: report[k] for k in ("files", "windows", "splits", "styles")}
     brief["token_length_median"] = report["token_length"].get("median")
     print(json.dumps(brief, indent=2))
+    for w in report["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
     return report
 
 

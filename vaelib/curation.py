@@ -122,6 +122,8 @@ def curate(source=None, out_dir="data", config: DataConfig | None = None, progre
         "styles": dict(sorted(Counter(m["style"] for m in all_meta).items())),
         **_stats(all_meta, config.tokenizer),
     }
+    report["warnings"] = [f"the {s} split is empty: {len(accepted)} usable source file(s) cannot fill 3 splits"
+                          for s in SPLITS if not report["splits"][s]]
     assert report["files"]["read"] == report["files"]["usable"] + sum(files_rejected.values())
     assert n_found == len(all_meta) + sum(win_rejected.values())
     _write_json(out / "report.json", report)
@@ -194,11 +196,20 @@ def _meta(w: Performance, rel: str, ids: np.ndarray, factor: int) -> dict:
 
 
 def split_sources(sources: list[str], seed: int, fractions=(0.8, 0.1, 0.1)) -> dict[str, str]:
-    """Assign each source file to a split: rank by ``sha256(f"{seed}:{source}")``, cut at the fractions."""
+    """Assign each source file to a split: rank by ``sha256(f"{seed}:{source}")``, cut at the fractions.
+
+    Rounding alone leaves a small folder without a test split (4 files at 80/10/10 -> 3/1/0), so each split with a
+    non-zero fraction gets at least one file when there are enough files, taken from the largest split."""
     ranked = sorted(sources, key=lambda s: hashlib.sha256(f"{seed}:{s}".encode()).hexdigest())
     n = len(ranked)
-    cuts = np.rint(np.cumsum(fractions) / np.sum(fractions) * n).astype(int)
-    return {s: SPLITS[int(np.searchsorted(cuts, k, side="right"))] for k, s in enumerate(ranked)}
+    frac = np.asarray(fractions, np.float64)
+    counts = np.diff(np.concatenate([[0], np.rint(np.cumsum(frac) / frac.sum() * n).astype(int)]))
+    if n >= int((frac > 0).sum()):
+        for i in np.nonzero((frac > 0) & (counts == 0))[0]:
+            counts[int(np.argmax(counts))] -= 1
+            counts[i] += 1
+    labels = np.repeat(np.arange(len(SPLITS)), counts)
+    return {s: SPLITS[int(labels[k])] for k, s in enumerate(ranked)}
 
 
 def _stats(meta: list[dict], tc: TokenizerConfig) -> dict:

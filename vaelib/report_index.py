@@ -133,7 +133,8 @@ def write_index(out, summary: dict) -> Path:
 
 
 def describe_device(devices: list[str] | None = None) -> str:
-    """What the notebooks ran on, in words: "cpu" or "cuda x N (name)"."""
+    """What the notebooks ran on, in words: "cpu", "cpu, train steps in 2 parallel workers of 1 thread" or
+    "cuda x N (name)"."""
     try:
         import torch
 
@@ -142,6 +143,10 @@ def describe_device(devices: list[str] | None = None) -> str:
             return f"cuda x {n} ({torch.cuda.get_device_name(0)})" + (", train steps parallel" if devices else "")
     except Exception:
         pass
+    cpu = [d for d in devices or [] if d.startswith("cpu:")]
+    if cpu:
+        n = cpu[0].split(":", 1)[1]
+        return f"cpu, train steps in {len(cpu)} parallel workers of {n} thread{'s' if n != '1' else ''}"
     return "cpu"
 
 

@@ -136,6 +136,9 @@ def test_cpu_slots_share_the_cores():
     assert pipeline.cpu_slots(2) == ["cpu:1", "cpu:1"]
     assert pipeline.cpu_slots(16, max_workers=5) == ["cpu:3"] * 5
     assert pipeline.cpu_slots(1) == [] and pipeline.cpu_slots(8, max_workers=1) == []
+    # 5 trainings on 2 cores: two rounds of two 1-thread steps, then the last one alone with both threads
+    assert pipeline.cpu_threads_per_step(5, ["cpu:1", "cpu:1"]) == ["cpu:1"] * 4 + ["cpu:2"]
+    assert pipeline.cpu_threads_per_step(2, ["cpu:3"] * 5) == ["cpu:7"] * 2  # 2 left of 5: the 15 threads shared
 
 
 def test_parallel_cpu_workers_cap_the_kernels_threads(notebooks, tmp_path):

@@ -211,18 +211,38 @@ def _slot() -> str:
     return os.environ.get("VAELIB_DEVICE_SLOT", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
 
 
-def _claim_device(queue, log_output: bool = False) -> None:
-    """Pool initializer: pin this worker (and the kernels it starts) to one GPU, or to n CPU threads, for its
-    lifetime. The papermill kernels inherit the environment, and torch reads the thread caps at import."""
-    slot = queue.get()
+def _apply_slot(slot: str) -> None:
+    """Pin this process, and the kernels it starts, to one GPU or to n CPU threads: papermill kernels inherit the
+    environment, and torch, MKL and numba read the thread caps when they load."""
     if slot.startswith(CPU_SLOT):
         n = slot[len(CPU_SLOT):]
         os.environ.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n, CUDA_VISIBLE_DEVICES="")
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot
     os.environ["VAELIB_DEVICE_SLOT"] = slot
+
+
+def _claim_device(queue, log_output: bool = False) -> None:
+    """Pool initializer: pin this worker to one GPU (a slot from ``queue``) for its lifetime."""
+    _apply_slot(queue.get())
     if log_output:
         _configure_logging()
+
+
+def _execute_on(slot: str, step: Step, notebook: str, out: str, log_output: bool = False) -> StepResult:
+    """``execute`` in a pool worker under ``slot`` (CPU workers get their thread count per step)."""
+    if log_output:
+        _configure_logging()
+    _apply_slot(slot)
+    return execute(step, notebook, out, log_output)
+
+
+def cpu_threads_per_step(n_steps: int, slots: list[str]) -> list[str]:
+    """Per-step CPU slots for ``n_steps`` steps sharing the threads of ``slots``: the steps run in rounds of
+    ``min(len(slots), n_steps)`` workers, and a short last round gets the idle workers' threads (5 trainings on 2
+    cores: two rounds of 1 thread each, then one step with 2 threads, not a third round that leaves a core idle)."""
+    n_cpus, workers = sum(int(s[len(CPU_SLOT):]) for s in slots), min(len(slots), n_steps)
+    return [f"{CPU_SLOT}{max(1, n_cpus // min(workers, n_steps - (j // workers) * workers))}" for j in range(n_steps)]
 
 
 def cuda_devices() -> list[str]:
@@ -248,7 +268,8 @@ def cpu_slots(n_cpus: int | None = None, max_workers: int = 0) -> list[str]:
 
     Small models use two threads poorly: on the 2-core reference machine one ``small`` training ran 40 steps in
     40 s with 2 threads and 57 s with 1, while two 1-thread trainings side by side ran 80 steps in 61 s (1.3x the
-    throughput). Each worker gets ``n_cpus // n_workers`` threads; one core gives [] (sequential)."""
+    throughput). Each worker gets ``n_cpus // n_workers`` threads (a short last round gets more, see
+    ``cpu_threads_per_step``); one core gives [] (sequential)."""
     n = n_cpus or os.cpu_count() or 1
     workers = min(n, max_workers) if max_workers else n
     return [f"{CPU_SLOT}{n // workers}"] * workers if workers > 1 else []
@@ -346,18 +367,27 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
 
 
 def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool = False) -> None:
-    """Each worker process claims one device slot at start-up (a GPU, or n CPU threads); papermill kernels
-    inherit its environment."""
+    """Run ``todo`` in a pool of ``len(devices)`` workers. GPU workers each claim one GPU at start-up; CPU workers
+    take a thread count per step (``cpu_threads_per_step``). Papermill kernels inherit the worker's environment."""
     ctx = multiprocessing.get_context("spawn")  # fork after CUDA/threads is unsafe
-    queue = ctx.Queue()
-    for d in devices:
-        queue.put(d)
-    with concurrent.futures.ProcessPoolExecutor(max_workers=min(len(devices), len(todo)), mp_context=ctx,
-                                                initializer=_claim_device, initargs=(queue, log_output)) as pool:
+    cpu = all(d.startswith(CPU_SLOT) for d in devices)
+    workers = min(len(devices), len(todo))
+    if cpu:
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        slots = cpu_threads_per_step(len(todo), devices)
+    else:
+        queue = ctx.Queue()
+        for d in devices:
+            queue.put(d)
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                                      initializer=_claim_device, initargs=(queue, log_output))
+    with pool:
         futures = {}
-        for step, notebook, key, why in todo:
-            _log(f"{step.name}: running {notebook.name} in parallel ({why})")
-            futures[pool.submit(execute, step, str(notebook), str(out), log_output)] = (step, key)
+        for j, (step, notebook, key, why) in enumerate(todo):
+            _log(f"{step.name}: running {notebook.name} in parallel ({why})" + (f" on {slots[j]}" if cpu else ""))
+            fut = (pool.submit(_execute_on, slots[j], step, str(notebook), str(out), log_output) if cpu
+                   else pool.submit(execute, step, str(notebook), str(out), log_output))
+            futures[fut] = (step, key)
         for fut in concurrent.futures.as_completed(futures):
             step, key = futures[fut]
             try:

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaelib.evaluate import evaluate_results, evaluate_run, find_runs, is_fresh, main, partners, ratio_summary
+from vaelib.evaluate import evaluate_results, evaluate_run, find_runs, is_fresh, main, partners
+from vaelib.metrics import ratio_summary
 
 LANDED = all(importlib.util.find_spec(m) is not None
              for m in ("vaelib.curation", "vaelib.train", "vaelib.generate", "vaelib.mrstft", "vaelib.synthetic"))

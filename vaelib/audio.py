@@ -1,23 +1,19 @@
 """Audio export and notebook listening: ``write_wav`` and ``show_audio``."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from vaelib.atomic import atomic_write
+
 
 def write_wav(path, audio: np.ndarray, sample_rate: int) -> Path:
-    """Write mono float audio (T,) as a 16-bit PCM WAV, atomically (temp file + rename). Returns the path."""
+    """Write mono float audio (T,) as a 16-bit PCM WAV, atomically (``vaelib.atomic``). Returns the path."""
     import soundfile as sf
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     audio = np.clip(np.nan_to_num(np.asarray(audio, np.float32).reshape(-1)), -1.0, 1.0)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    sf.write(str(tmp), audio, int(sample_rate), subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: sf.write(f, audio, int(sample_rate), subtype="PCM_16", format="WAV"))
 
 
 def audio_player(audio: np.ndarray, sample_rate: int):

@@ -14,7 +14,6 @@ checkpoint under a final name.
 """
 from __future__ import annotations
 
-import os
 import random
 import re
 import warnings
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from vaelib.atomic import atomic_write
 
 CKPT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
@@ -44,33 +45,9 @@ def list_checkpoints(run_dir) -> list[Path]:
     return sorted((p for p in d.iterdir() if _NAME.match(p.name)), key=lambda p: p.name)
 
 
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_save(obj, path) -> Path:
-    """torch.save to ``path`` atomically: temp file in the same folder, flush + fsync, os.replace, fsync folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-    return path
+    """torch.save to ``path`` atomically (``vaelib.atomic``: temp file, fsync, os.replace, fsync folder)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def capture_rng() -> dict:

@@ -32,13 +32,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from vaelib.atomic import atomic_write, atomic_write_text, fsync_dir
 from vaelib.config import DataConfig, TokenizerConfig
 from vaelib.controllers import name_of
 from vaelib.performance import Performance
@@ -105,8 +105,7 @@ def curate(source=None, out_dir="data", config: DataConfig | None = None, progre
                 for s in SPLITS}
     for s in SPLITS:
         write_split(out, s, [x[0] for x in by_split[s]], [x[1] for x in by_split[s]])
-    config.tokenizer.save(out / "tokenizer.json.tmp")
-    _replace(out / "tokenizer.json.tmp", out / "tokenizer.json")
+    atomic_write_text(out / "tokenizer.json", config.tokenizer.to_json())
     _write_json(out / "data_config.json", dataclasses.asdict(config))
 
     all_meta = [m for s in SPLITS for _, m in by_split[s]]
@@ -236,34 +235,14 @@ def _stats(meta: list[dict], tc: TokenizerConfig) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _replace(tmp: Path, final: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(final.parent)
-
-
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    _replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def _clear_stale(out: Path) -> None:
     """Drop the completion marker first (the folder is now in progress), then leftovers of a crash."""
     (out / COMPLETE).unlink(missing_ok=True)
-    _fsync_dir(out)
+    fsync_dir(out)
     for p in out.glob("*.tmp*"):
         p.unlink(missing_ok=True)
 
@@ -273,10 +252,7 @@ def write_split(out: Path, split: str, ids: list[np.ndarray], meta: list[dict]) 
     lengths = np.array([len(x) for x in ids], np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     flat = np.concatenate(ids).astype(np.int16) if ids else np.zeros(0, np.int16)
-    tmp = out / f"{split}.npz.tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, ids=flat, offsets=offsets)
-    _replace(tmp, out / f"{split}.npz")
+    atomic_write(out / f"{split}.npz", lambda f: np.savez(f, ids=flat, offsets=offsets))
     _write_json(out / f"{split}.meta.json", meta)
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from vaelib import metrics as M
+from vaelib.atomic import atomic_write_text
 from vaelib.tokenizer import EOS, PAD, TYPE_NAMES
 
 COLLAPSE_GAP = 0.01  # nats/token: below this the right z helps the decoder by < 1 % of a nat per token
@@ -50,6 +50,8 @@ def is_collapsed(usage_gap: dict, active_units: dict) -> bool:
     KL 0.05 nats and no active unit, which a point-estimate rule called "uses z"."""
     lo = usage_gap.get("ci95", [usage_gap["value"]])[0]
     return bool(not (lo >= COLLAPSE_GAP) or active_units["value"] <= 0)
+
+
 SAMPLE_RATE = 22050  # issue 5: MR-STFT renders at 22.05 kHz
 # z{D}, z{D}_s{seed}; a trailing _paper marks the control trained with the paper's literal objective
 RUN_NAME = re.compile(r"^z(\d+)(?:_s(\d+))?(?:_(paper))?$")
@@ -57,18 +59,6 @@ CONTROL = "paper"  # run-name suffix of the literal-objective control (``z{D}_pa
 
 
 # ---------------------------------------------------------------------------- helpers
-def ratio_summary(num, den, n_boot: int = 2000, seed: int = 0) -> dict:
-    """sum(num) / sum(den) with a bootstrap CI over examples (e.g. nats / tokens)."""
-    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
-    value = float(num.sum() / max(den.sum(), 1e-12))
-    if len(num) < 2:
-        return {"value": value, "ci95": [value, value], "n": int(len(num))}
-    idx = np.random.default_rng(seed).integers(0, len(num), size=(n_boot, len(num)))
-    boots = num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return {"value": value, "ci95": [float(lo), float(hi)], "n": int(len(num))}
-
-
 def partners(sources: list[str], seed: int = 0) -> np.ndarray:
     """(N,) index of a seeded random *other* example for each one, from another source where one exists
     (windows of one source file look alike, which would flatter the baseline)."""
@@ -91,12 +81,6 @@ def end_step(ids, tokenizer) -> int:
     ids = ids[: eos[0]] if len(eos) else ids
     typ = tokenizer.token_types(ids)
     return int((ids[typ == 4] - tokenizer.shift0 + 1).sum())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def parse_run_name(name: str) -> tuple[int, int | None, str] | None:
@@ -297,11 +281,11 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     prior = prior_metrics(model, tk, n_prior or len(seqs), refs, train_perfs, seed)
 
     S = lambda x: M.summarize(x, seed)  # noqa: E731
-    gap = ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)
+    gap = M.ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)
     ce_type_tot, n_type_tot = tf["ce_type"].sum(0), tf["n_type"].sum(0)
     ckpts = list_checkpoints(run_dir)
     out = {
-        "recon_ce": ratio_summary(tf["ce_mu"], tf["n_tokens"], seed=seed),
+        "recon_ce": M.ratio_summary(tf["ce_mu"], tf["n_tokens"], seed=seed),
         "kl": S(kl_seq),
         "cc_me": S(rec["cc_me"]),
         "mr_stft": S(rec["mr_stft"]),
@@ -313,10 +297,10 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         "collapse_threshold_nats_per_token": COLLAPSE_GAP,
         "kl_bits": S(kl_seq / math.log(2)),
         "kl_per_dim": kl_bd.mean(0).tolist(),
-        "ce_sampled": ratio_summary(tf["ce_sampled"], tf["n_tokens"], seed=seed),
+        "ce_sampled": M.ratio_summary(tf["ce_sampled"], tf["n_tokens"], seed=seed),
         "ce_by_type": {TYPE_NAMES[t]: float(ce_type_tot[t] / n_type_tot[t]) for t in range(len(TYPE_NAMES))
                        if n_type_tot[t] > 0},
-        "token_accuracy": ratio_summary(tf["correct"], tf["n_tokens"], seed=seed),
+        "token_accuracy": M.ratio_summary(tf["correct"], tf["n_tokens"], seed=seed),
         "usage_gap_seq": S((tf["ce_partner"] - tf["ce_mu"])),
         "frame_accuracy": S(rec["frame_accuracy"]),
         "cc_length_mismatch": S(rec["cc_length_mismatch"]),
@@ -357,8 +341,8 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         **{k: rec[k] for k in ("cc_me", "cc_length_mismatch", "note_f1", "frame_accuracy", "mr_stft")},
         **{f"baseline_{k}": base[k] for k in ("cc_me", "note_f1", "frame_accuracy", "mr_stft")},
     })
-    write_atomic(run_dir / "eval.csv", rows.to_csv(index=False))
-    write_atomic(run_dir / "metrics.json", json.dumps(out, indent=2, default=float))
+    atomic_write_text(run_dir / "eval.csv", rows.to_csv(index=False))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(out, indent=2, default=float))
     return out
 
 

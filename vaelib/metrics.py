@@ -18,8 +18,8 @@ Definitions (issue 5; the paper leaves them open):
   and empty-beat rate from muspy on a copy pinned to exactly ``n_steps`` (see the function).
 * **Novelty** (``novelty``): distance to the nearest training example, in [0, 1]:
   0.5 * RMS difference of the [0, 1] CC curves + 0.5 * Jaccard distance of the binary piano rolls.
-* **Uncertainty**: percentile bootstrap CIs (``bootstrap_ci``), paired Wilcoxon signed-rank and
-  paired bootstrap tests (``paired_test``), all seeded.
+* **Uncertainty**: percentile bootstrap CIs (``bootstrap_ci``; ``ratio_summary`` for ratios of sums such as
+  nats per token), paired Wilcoxon signed-rank and paired bootstrap tests (``paired_test``), all seeded.
 """
 from __future__ import annotations
 
@@ -153,6 +153,18 @@ def summarize(x, seed: int = 0) -> dict:
     fin = x[np.isfinite(x)]
     lo, hi = bootstrap_ci(fin, seed=seed)
     return {"value": float(fin.mean()) if len(fin) else math.nan, "ci95": [lo, hi], "n": int(len(fin))}
+
+
+def ratio_summary(num, den, n_boot: int = 2000, seed: int = 0) -> dict:
+    """sum(num) / sum(den) with a bootstrap CI over examples (e.g. nats / tokens)."""
+    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
+    value = float(num.sum() / max(den.sum(), 1e-12))
+    if len(num) < 2:
+        return {"value": value, "ci95": [value, value], "n": int(len(num))}
+    idx = np.random.default_rng(seed).integers(0, len(num), size=(n_boot, len(num)))
+    boots = num[idx].sum(1) / np.maximum(den[idx].sum(1), 1e-12)
+    lo, hi = np.quantile(boots, [0.025, 0.975])
+    return {"value": value, "ci95": [float(lo), float(hi)], "n": int(len(num))}
 
 
 def paired_test(a, b, n_boot: int = 2000, seed: int = 0) -> dict:

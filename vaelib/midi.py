@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from vaelib.atomic import atomic_write
 from vaelib.controllers import DEFAULT_CC_NUMBERS
 from vaelib.performance import Performance
 from vaelib.smf import DRUM_CHANNEL, GM_BASS, MidiReadError  # noqa: F401  (re-exported, public here)
@@ -306,18 +307,7 @@ def write_midi(perf: Performance, path) -> Path:
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(0, perf.n_steps * tps - now)))
     mf = mido.MidiFile(type=0, ticks_per_beat=tpq, tracks=[track])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            mf.save(file=f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda f: mf.save(file=f))
 
 
 # ---------------------------------------------------------------------------- names

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vaelib.evaluate import COLLAPSE_GAP, CONTROL, find_runs, is_collapsed, run_objective, write_atomic
+from vaelib.atomic import atomic_write_text
+from vaelib.evaluate import COLLAPSE_GAP, CONTROL, find_runs, is_collapsed, run_objective
 from vaelib.metrics import bootstrap_ci, paired_test
 
 # (column, metrics.json key, eval.csv column or None for run-level cells, header)
@@ -248,12 +249,12 @@ def build_table1(results_dir, latent_dims, out_dir, seed: int = 0) -> pd.DataFra
     paired = paired_tests(runs, seed=seed)
     pretty = format_table(df)
     verdicts = run_verdicts([r for group in (runs, controls) for d in sorted(group) for r in group[d]])
-    write_atomic(out_dir / "table1_runs.csv", verdicts.to_csv(index=False))
-    write_atomic(out_dir / "table1.csv", df.to_csv(index=False))
-    write_atomic(out_dir / "table1.md", pretty.to_markdown(index=False) if _has_tabulate() else _md(pretty))
-    write_atomic(out_dir / "table1.tex", _tex(pretty))
-    write_atomic(out_dir / "table1_paired.csv", paired.to_csv(index=False))
-    write_atomic(out_dir / "table1_paired.md", _md(paired.round(4)))
+    atomic_write_text(out_dir / "table1_runs.csv", verdicts.to_csv(index=False))
+    atomic_write_text(out_dir / "table1.csv", df.to_csv(index=False))
+    atomic_write_text(out_dir / "table1.md", pretty.to_markdown(index=False) if _has_tabulate() else _md(pretty))
+    atomic_write_text(out_dir / "table1.tex", _tex(pretty))
+    atomic_write_text(out_dir / "table1_paired.csv", paired.to_csv(index=False))
+    atomic_write_text(out_dir / "table1_paired.md", _md(paired.round(4)))
     plot_table1({row_label(d, c): (controls if c else runs)[d] for d, c in zip(df["latent_dim"], df["control"])},
                 df, out_dir / "figures")
     df.attrs["paired"] = paired

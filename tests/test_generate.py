@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from vaelib.config import TokenizerConfig, get_preset
-from vaelib.generate import decode, draw, filter_logits, interpolate, reconstruct, sample, slerp
+from vaelib.generate import (argmax_by_event, decode, draw, event_levels, filter_logits, interpolate, reconstruct,
+                             sample, slerp)
 from vaelib.grammar import Grammar, check_sequence
 from vaelib.model import VAE
 from vaelib.tokenizer import BOS, EOS, PAD, Tokenizer
@@ -182,3 +183,23 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
         assert any(x.type == "note_on" and x.velocity > 0 for x in msgs)
         assert any(x.type == "control_change" for x in msgs)
         assert sf.info(str(w)).samplerate == 44100
+
+
+def test_greedy_picks_the_likeliest_event_then_its_value():
+    levels = event_levels(TK)
+    logits = torch.full((3, TK.vocab_size), -30.0)
+    # row 0: one CC value (p ~ .2) beats every velocity bin, but the note-start kind holds ~.8 in 32 bins
+    logits[0, TK.cc0 + 5] = 2.0
+    logits[0, TK.vel0:TK.vel0 + 32] = 0.6
+    logits[0, TK.vel0 + 20] = 0.7
+    # row 1: CC is the likeliest kind; lane 3 holds more mass over its values than lane 0's single peak
+    logits[1, TK.cc0 + 7] = 3.0
+    logits[1, TK.cc0 + 3 * 128: TK.cc0 + 4 * 128] = 1.0
+    logits[1, TK.cc0 + 3 * 128 + 99] = 1.5
+    # row 2: a clear winner is the plain argmax too; forbidden ids never come back
+    logits[2, TK.shift0 + 3] = 5.0
+    logits[2, TK.shift0 + 4] = float("inf") * -1
+    assert logits[0].argmax() == TK.cc0 + 5  # what a token-level argmax would write
+    assert argmax_by_event(logits, levels).tolist() == [TK.vel0 + 20, TK.cc0 + 3 * 128 + 99, TK.shift0 + 3]
+    assert torch.equal(draw(logits, greedy=True, levels=levels), argmax_by_event(logits, levels))
+    assert torch.equal(draw(logits, greedy=True), logits.argmax(-1))

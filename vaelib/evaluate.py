@@ -10,7 +10,8 @@ What is measured (definitions of the per-pair metrics in ``vaelib.metrics``):
   Var_x μ_j > 0.01; CI = bootstrap over examples); ``usage_gap`` = NLL(x | z = μ(partner)) − NLL(x | μ(x)) in nats
   per token, partner = a seeded random other example (another source where possible). A run whose gap is below
   ``COLLAPSE_GAP`` nats/token (its 95 % CI reaches below it), or with no active unit, is flagged ``collapsed``.
-* **Free-running reconstructions**: greedy, grammar-masked decodes of μ(x) scored against the tokenized reference
+* **Free-running reconstructions**: greedy (event-level argmax, ``generate.argmax_by_event``), grammar-masked
+  decodes of μ(x) scored against the tokenized reference
   with ``cc_me``, ``mr_stft`` (default VA synth, 22.05 kHz, per pair; ``mr_stft_noise_floor`` renders one reference
   twice and must be 0), ``note_accuracy`` (onset F1) and ``frame_accuracy``; ``cc_length_mismatch`` compares where
   the two token streams end (steps).

@@ -51,12 +51,41 @@ def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0
     return logits
 
 
-def draw(logits: torch.Tensor, generator: torch.Generator | None = None, greedy: bool = False) -> torch.Tensor:
-    """(B, V) filtered logits -> (B,) token ids. Sampling uses one uniform per row by inverse CDF,
-    so two decoders fed the same generator draw the same tokens from the same distributions."""
-    best = logits.argmax(-1)
+def event_levels(tk: Tokenizer, device=None) -> torch.Tensor:
+    """(2, V) the levels of the event hierarchy for ``argmax_by_event``: row 0 the token's kind (special, velocity,
+    note on, note off, time shift, CC), row 1 its kind and CC lane (one group per lane; one per other kind)."""
+    kind = torch.as_tensor(tk._type_of, dtype=torch.long, device=device)
+    ids = torch.arange(tk.vocab_size, device=device)
+    lane = torch.where(ids >= tk.cc0, (ids - tk.cc0) // 128, 0)
+    return torch.stack([kind, kind * (tk.n_cc + 1) + lane])
+
+
+def argmax_by_event(logits: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """(B, V) logits -> (B,) ids: the most probable event kind first, then (for CCs) the most probable lane within
+    it, then the most probable token within that.
+
+    Why not the plain argmax: a kind's probability is split over its values (32 velocity bins start a note,
+    1,280 CC ids), so where "a note starts" is the likeliest event, one CC value can still beat every single
+    velocity bin, and a token-level argmax writes a window of CCs with no note (measured on the ``small`` models:
+    most greedy reconstructions held one note, at the last step). This is the chain-rule argmax
+    argmax P(kind), argmax P(lane | kind), argmax P(token | lane)."""
+    p = torch.softmax(logits.float(), dim=-1)  # (B, V); forbidden ids (-inf) get 0
+    keep = torch.ones_like(p, dtype=torch.bool)
+    for group in levels:  # (V,) group id of each token at this level
+        mass = torch.zeros(p.shape[0], int(group.max()) + 1, dtype=p.dtype, device=p.device)
+        mass.index_add_(1, group, p * keep)
+        keep &= group[None] == mass.argmax(-1, keepdim=True)
+    return logits.masked_fill(~keep, float("-inf")).argmax(-1)
+
+
+def draw(logits: torch.Tensor, generator: torch.Generator | None = None, greedy: bool = False,
+         levels: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, V) filtered logits -> (B,) token ids. ``greedy`` takes the argmax (``argmax_by_event`` when the event
+    ``levels`` are given). Sampling uses one uniform per row by inverse CDF, so two decoders fed the same
+    generator draw the same tokens from the same distributions."""
     if greedy:
-        return best
+        return argmax_by_event(logits, levels) if levels is not None else logits.argmax(-1)
+    best = logits.argmax(-1)
     dev = generator.device if generator is not None else logits.device
     u = torch.rand(logits.shape[0], generator=generator, device=dev).to(logits.device)
     cdf = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)  # (B, V)
@@ -92,6 +121,7 @@ def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, m
              else _Plain(model.config.vocab_size, B, max_len, dev))
     out = torch.full((B, max_len), PAD, dtype=torch.long, device=dev)
     out[:, 0] = BOS
+    levels = event_levels(tk, dev) if greedy else None
     state = model.start(z, max_len=max_len) if use_cache else None
     for t in range(1, max_len):
         if use_cache:
@@ -101,7 +131,7 @@ def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, m
         logits = logits.float().masked_fill(~rules.allowed(), float("-inf"))
         if not greedy:
             logits = filter_logits(logits, temperature, top_k, top_p)
-        tok = torch.where(rules.done, PAD, draw(logits, generator, greedy))
+        tok = torch.where(rules.done, PAD, draw(logits, generator, greedy, levels))
         out[:, t] = tok
         rules.update(tok)
         if bool(rules.done.all()):
@@ -118,6 +148,9 @@ def decode(model, z, *, greedy: bool = False, temperature: float = 1.0, top_k: i
            generator: torch.Generator | None = None, batch_size: int = 64, tokenizer: Tokenizer | None = None,
            use_cache: bool = True) -> list[np.ndarray]:
     """Latent vectors z (N, D) -> N int64 id arrays ``BOS ... EOS``.
+
+    ``greedy`` decodes deterministically with the event-level argmax (``argmax_by_event``); otherwise tokens are
+    sampled at ``temperature`` after top-k / top-p filtering.
 
     ``max_len`` (tokens incl. BOS/EOS) defaults to the smaller of the model's and the
     tokenizer's budget. ``use_cache=False`` recomputes the full prefix at every step (the

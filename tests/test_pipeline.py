@@ -5,7 +5,7 @@ import os
 import nbformat
 import pytest
 
-from vaelib import pipeline
+from vaelib import pipeline, slots
 from vaelib.pipeline import Step, plan, run_pipeline
 
 pytestmark = pytest.mark.timeout(120)
@@ -133,18 +133,18 @@ def test_parallel_steps_get_one_device_each(notebooks, tmp_path):
 
 
 def test_cpu_slots_share_the_cores():
-    assert pipeline.cpu_slots(2) == ["cpu:1", "cpu:1"]
-    assert pipeline.cpu_slots(16, max_workers=5) == ["cpu:3"] * 5
-    assert pipeline.cpu_slots(1) == [] and pipeline.cpu_slots(8, max_workers=1) == []
+    assert slots.cpu_slots(2) == ["cpu:1", "cpu:1"]
+    assert slots.cpu_slots(16, max_workers=5) == ["cpu:3"] * 5
+    assert slots.cpu_slots(1) == [] and slots.cpu_slots(8, max_workers=1) == []
     # 5 trainings on 2 cores: two rounds of two 1-thread steps, then the last one alone with both threads
-    assert pipeline.cpu_threads_per_step(5, ["cpu:1", "cpu:1"]) == ["cpu:1"] * 4 + ["cpu:2"]
-    assert pipeline.cpu_threads_per_step(2, ["cpu:3"] * 5) == ["cpu:7"] * 2  # 2 left of 5: the 15 threads shared
+    assert slots.cpu_threads_per_step(5, ["cpu:1", "cpu:1"]) == ["cpu:1"] * 4 + ["cpu:2"]
+    assert slots.cpu_threads_per_step(2, ["cpu:3"] * 5) == ["cpu:7"] * 2  # 2 left of 5: the 15 threads shared
 
 
 def test_parallel_cpu_workers_cap_the_kernels_threads(notebooks, tmp_path):
     out = tmp_path / "out"
     steps = [Step(f"train{i}", "threads", {"out_file": str(out / f"t{i}.txt")}, parallel=True) for i in range(2)]
-    summary = run_pipeline(steps, notebooks, out, devices=pipeline.cpu_slots(2))
+    summary = run_pipeline(steps, notebooks, out, devices=slots.cpu_slots(2))
     assert summary["ok"] and {s["device"] for s in summary["steps"]} == {"cpu:1"}
     assert {(out / f"t{i}.txt").read_text() for i in range(2)} == {"1 ''"}  # one thread each, no GPU visible
     assert "cpu:1" in (out / "index.html").read_text()

@@ -5,7 +5,7 @@ A step is skipped when its key (a hash of its parameters, its notebook, its upst
 files and the library source) matches the one stored in ``OUT/.pipeline_state.json`` and its outputs exist.
 A failing notebook keeps its partial HTML (with the traceback), blocks only the steps that depend on it, and makes
 the whole run exit non-zero. With several CUDA GPUs the train steps run in parallel, one per GPU; on a machine
-without CUDA they run in parallel CPU workers that share the cores (``cpu_slots``).
+without CUDA they run in parallel CPU workers that share the cores (``vaelib.slots``).
 
 Besides the main runs, one control (``02_train_z{D}_paper``, smallest D) trains the same architecture with the paper's
 literal objective, so Table 1 shows the collapse next to the recommended objective (``--no-control`` skips it).
@@ -33,6 +33,7 @@ from typing import Callable
 from vaelib import report_index
 from vaelib.pipeline_keys import (STATE_FILE, fingerprint, key_parts, library_salt, library_sources,  # noqa: F401
                                   load_state, save_state, step_key)
+from vaelib.slots import CPU_SLOT, apply_slot, cpu_threads_per_step, current_slot, parallel_slots
 
 OK, SKIPPED, FAILED, BLOCKED, MISSING = "ok", "skipped-unchanged", "FAILED", "blocked", "missing"
 DONE = (OK, SKIPPED)  # statuses that let dependent steps run
@@ -175,7 +176,7 @@ def execute(step: Step, notebook: str, out: str, log_output: bool = False) -> St
     for stale in (ipynb, page):  # a leftover from an earlier run must not pass for this one
         stale.unlink(missing_ok=True)
     result = StepResult(step.name, step.notebook, OK, step.parameters, ipynb=ipynb.relative_to(out).as_posix(),
-                        html=page.relative_to(out).as_posix(), device=_slot())
+                        html=page.relative_to(out).as_posix(), device=current_slot())
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(str(notebook), str(ipynb), parameters=step.parameters, kernel_name="python3",
@@ -204,84 +205,20 @@ def execute(step: Step, notebook: str, out: str, log_output: bool = False) -> St
     return result
 
 
-CPU_SLOT = "cpu:"  # a device slot "cpu:<n>" is a CPU worker limited to n threads
-
-
-def _slot() -> str:
-    return os.environ.get("VAELIB_DEVICE_SLOT", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-
-
-def _apply_slot(slot: str) -> None:
-    """Pin this process, and the kernels it starts, to one GPU or to n CPU threads: papermill kernels inherit the
-    environment, and torch, MKL and numba read the thread caps when they load."""
-    if slot.startswith(CPU_SLOT):
-        n = slot[len(CPU_SLOT):]
-        os.environ.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n, CUDA_VISIBLE_DEVICES="")
-    else:
-        os.environ["CUDA_VISIBLE_DEVICES"] = slot
-    os.environ["VAELIB_DEVICE_SLOT"] = slot
-
-
 def _claim_device(queue, log_output: bool = False) -> None:
     """Pool initializer: pin this worker to one GPU (a slot from ``queue``) for its lifetime."""
-    _apply_slot(queue.get())
+    apply_slot(queue.get())
     if log_output:
         _configure_logging()
 
 
 def _execute_on(slot: str, step: Step, notebook: str, out: str, log_output: bool = False) -> StepResult:
-    """``execute`` in a pool worker under ``slot`` (CPU workers get their thread count per step)."""
+    """``execute`` in a pool worker, under ``slot`` when one is given (CPU workers get their threads per step)."""
     if log_output:
         _configure_logging()
-    _apply_slot(slot)
+    if slot:
+        apply_slot(slot)
     return execute(step, notebook, out, log_output)
-
-
-def cpu_threads_per_step(n_steps: int, slots: list[str]) -> list[str]:
-    """Per-step CPU slots for ``n_steps`` steps sharing the threads of ``slots``: the steps run in rounds of
-    ``min(len(slots), n_steps)`` workers, and a short last round gets the idle workers' threads (5 trainings on 2
-    cores: two rounds of 1 thread each, then one step with 2 threads, not a third round that leaves a core idle)."""
-    n_cpus, workers = sum(int(s[len(CPU_SLOT):]) for s in slots), min(len(slots), n_steps)
-    return [f"{CPU_SLOT}{max(1, n_cpus // min(workers, n_steps - (j // workers) * workers))}" for j in range(n_steps)]
-
-
-def cuda_devices() -> list[str]:
-    """Visible CUDA device ids when there are several (so the train steps go parallel), else []."""
-    ids, _ = _cuda_ids()
-    return ids if len(ids) > 1 else []
-
-
-def _cuda_ids() -> tuple[list[str], bool]:
-    """(visible CUDA device ids, whether CUDA is usable at all)."""
-    try:
-        import torch
-
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:
-        n = 0
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return (visible[:n] if visible else [str(i) for i in range(n)]), n > 0
-
-
-def cpu_slots(n_cpus: int | None = None, max_workers: int = 0) -> list[str]:
-    """Parallel CPU workers for the train steps on a machine without CUDA: ``["cpu:1", "cpu:1"]`` on 2 cores.
-
-    Measured on the 2-core reference machine with the ``small`` preset: two 1-thread trainings side by side ran
-    at 2 x 2,860 tokens/s, one 2-thread training at 5,420 tokens/s (+5 %). The point is larger machines, where one
-    small model cannot use many threads well (not measured here). Each worker gets ``n_cpus // n_workers`` threads
-    (a short last round gets more, see ``cpu_threads_per_step``); one core gives [] (sequential)."""
-    n = n_cpus or os.cpu_count() or 1
-    workers = min(n, max_workers) if max_workers else n
-    return [f"{CPU_SLOT}{n // workers}"] * workers if workers > 1 else []
-
-
-def parallel_slots(n_parallel: int) -> list[str]:
-    """Device slots for ``n_parallel`` train steps: several GPUs -> one each; one GPU -> [] (they share it,
-    one at a time); no CUDA -> ``cpu_slots``."""
-    ids, has_cuda = _cuda_ids()
-    if has_cuda:
-        return ids if len(ids) > 1 else []
-    return cpu_slots(max_workers=n_parallel)
 
 
 def _configure_logging() -> None:
@@ -371,23 +308,17 @@ def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool 
     take a thread count per step (``cpu_threads_per_step``). Papermill kernels inherit the worker's environment."""
     ctx = multiprocessing.get_context("spawn")  # fork after CUDA/threads is unsafe
     cpu = all(d.startswith(CPU_SLOT) for d in devices)
-    workers = min(len(devices), len(todo))
-    if cpu:
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-        slots = cpu_threads_per_step(len(todo), devices)
-    else:
-        queue = ctx.Queue()
-        for d in devices:
-            queue.put(d)
-        pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                                      initializer=_claim_device, initargs=(queue, log_output))
-    with pool:
+    slots = cpu_threads_per_step(len(todo), devices) if cpu else [""] * len(todo)  # "": the worker's own GPU
+    queue = ctx.Queue()
+    for d in [] if cpu else devices:
+        queue.put(d)
+    init = {} if cpu else dict(initializer=_claim_device, initargs=(queue, log_output))
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(len(devices), len(todo)), mp_context=ctx,
+                                                **init) as pool:
         futures = {}
-        for j, (step, notebook, key, why) in enumerate(todo):
-            _log(f"{step.name}: running {notebook.name} in parallel ({why})" + (f" on {slots[j]}" if cpu else ""))
-            fut = (pool.submit(_execute_on, slots[j], step, str(notebook), str(out), log_output) if cpu
-                   else pool.submit(execute, step, str(notebook), str(out), log_output))
-            futures[fut] = (step, key)
+        for slot, (step, notebook, key, why) in zip(slots, todo):
+            _log(f"{step.name}: running {notebook.name} in parallel ({why})" + (f" on {slot}" if slot else ""))
+            futures[pool.submit(_execute_on, slot, step, str(notebook), str(out), log_output)] = (step, key)
         for fut in concurrent.futures.as_completed(futures):
             step, key = futures[fut]
             try:

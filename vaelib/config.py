@@ -167,15 +167,16 @@ _RECOMMENDED = replace(
 # uses z. Measured on 1,200 synthetic windows (~340 tokens each), latent_dim=128: 8192-token steps at lr 1e-3 ended
 # 8 epochs with a usage gap of 0.04 nats/token; 4096-token steps at lr 1.5e-3 (twice the updates for the same
 # compute) reached 0.23 after 4 epochs and 0.31 after 6. Word dropout 0.5 instead of 0.3 was no better (0.24).
-# 6 epochs with dropout 0.1 took 38 min of `make report` on a slower 2-core machine (17.5 on another), so: 4 epochs,
-# and no dropout, whose CPU mask generation cost 16 % of a step while the model underfits (val CE 4.09 < train 4.37).
+# `make report` with this preset took 17.5 min on one 2-core machine and 38 min on another. The alternative that
+# fits 30 min on the slower one (4 epochs, no dropout: 25 min) was measured weaker: usage gap 0.03 at D=128 (0.33
+# here), CC-ME gains over the unconditional baseline of 0.002-0.017 (0.005-0.024 here); README, Table 1.
 _SMALL = ExperimentConfig(
     name="small",
     data=DataConfig(n_examples=1200, tokenizer=TokenizerConfig(max_len=512)),  # 2 % of windows thinned at 512
     model=ModelConfig(max_len=512, d_model=128, n_heads=4, n_enc_layers=2, n_dec_layers=2, d_ff=512,
-                      dropout=0.0),  # ~1.5 M parameters; underfit at this budget, so no dropout
-    train=replace(_RECOMMENDED.train, epochs=4, batch_tokens=4096, max_batch_size=32, lr=1.5e-3,
-                  warmup_steps=50, ckpt_every=100),  # ~336 steps; beta still runs 4 full cycles
+                      dropout=0.1),  # ~1.5 M parameters
+    train=replace(_RECOMMENDED.train, epochs=6, batch_tokens=4096, max_batch_size=32, lr=1.5e-3,
+                  warmup_steps=50, ckpt_every=100),  # ~504 steps; beta still runs 4 full cycles
 )
 
 # Seconds per run: tests and nbval.

@@ -13,7 +13,7 @@ OUT ?= results/$(PRESET)
 N_EXAMPLES ?=
 FORCE ?=
 
-.PHONY: venv test report bench bench-gpu clean-venv
+.PHONY: venv test report reference bench bench-gpu clean-venv
 
 venv: $(STAMP)
 
@@ -32,6 +32,20 @@ test: $(STAMP)
 
 report: $(STAMP)
 	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(FORCE),--force,)
+
+# Refresh the committed results/reference/$(PRESET) from a finished `make report` in $(OUT): the index, Table 1, key
+# figures, each run's config/metrics/run record and the HTML of notebooks 01-03 (04-06 embed audio, ~2 MB each).
+REF := results/reference/$(PRESET)
+reference:
+	test -f $(OUT)/index.html
+	rm -rf $(REF) && mkdir -p $(REF)/notebooks $(REF)/runs
+	cp $(OUT)/data/report.json $(REF)/data_report.json
+	cp -r $(OUT)/figures $(REF)/figures
+	cp $(OUT)/index.html $(OUT)/pipeline.json $(OUT)/run_record.json $(OUT)/table1* $(REF)/
+	cp $(OUT)/notebooks/01_*.html $(OUT)/notebooks/02_train_z$(firstword $(LATENT_DIMS))*.html $(OUT)/notebooks/03_*.html $(REF)/notebooks/
+	for r in $(OUT)/z*/; do n=$$(basename $$r); mkdir -p $(REF)/runs/$$n; cp $$r/config.json $$r/metrics.json $$r/run.json $(REF)/runs/$$n/; done
+	for r in $(firstword $(LATENT_DIMS)) $(lastword $(LATENT_DIMS)); do test ! -d $(OUT)/z$$r/figures || cp -r $(OUT)/z$$r/figures $(REF)/runs/z$$r/; done
+	du -sh $(REF)
 
 bench: $(STAMP)
 	$(PY) -m pytest tests/benchmarks -q -s -p no:cacheprovider

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from vaelib.slots import cpu_threads
+
 TABLE_FILES = ("table1.csv", "table1.md", "table1.tex", "table1_paired.csv", "table1_paired.md", "table1_runs.csv")
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg")
 STATUS_COLOURS = {"ok": "#1a7f37", "skipped-unchanged": "#57606a", "FAILED": "#cf222e", "blocked": "#9a6700",
@@ -143,10 +145,9 @@ def describe_device(devices: list[str] | None = None) -> str:
             return f"cuda x {n} ({torch.cuda.get_device_name(0)})" + (", train steps parallel" if devices else "")
     except Exception:
         pass
-    cpu = [d for d in devices or [] if d.startswith("cpu:")]
+    cpu = [cpu_threads(d) for d in devices or [] if cpu_threads(d)]
     if cpu:
-        n = cpu[0].split(":", 1)[1]
-        return f"cpu, train steps in {len(cpu)} parallel workers of {n} thread{'s' if n != '1' else ''}"
+        return f"cpu, train steps in {len(cpu)} parallel workers of {cpu[0]} thread{'s' if cpu[0] != 1 else ''}"
     return "cpu"
 
 

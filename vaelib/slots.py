@@ -10,6 +10,11 @@ import os
 CPU_SLOT = "cpu:"  # a device slot "cpu:<n>" is a CPU worker limited to n threads
 
 
+def cpu_threads(slot: str) -> int:
+    """Threads of a CPU slot (``"cpu:2"`` -> 2); 0 for a GPU slot."""
+    return int(slot[len(CPU_SLOT):]) if slot.startswith(CPU_SLOT) else 0
+
+
 def current_slot() -> str:
     """This process's slot: what ``apply_slot`` set, else its CUDA_VISIBLE_DEVICES, else ""."""
     return os.environ.get("VAELIB_DEVICE_SLOT", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
@@ -30,7 +35,7 @@ def cpu_threads_per_step(n_steps: int, slots: list[str]) -> list[str]:
     """Per-step CPU slots for ``n_steps`` steps sharing the threads of ``slots``: the steps run in rounds of
     ``min(len(slots), n_steps)`` workers, and a short last round gets the idle workers' threads (5 trainings on 2
     cores: two rounds of 1 thread each, then one step with 2 threads, not a third round that leaves a core idle)."""
-    n_cpus, workers = sum(int(s[len(CPU_SLOT):]) for s in slots), min(len(slots), n_steps)
+    n_cpus, workers = sum(cpu_threads(s) for s in slots), min(len(slots), n_steps)
     return [f"{CPU_SLOT}{max(1, n_cpus // min(workers, n_steps - (j // workers) * workers))}" for j in range(n_steps)]
 
 

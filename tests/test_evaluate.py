@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaelib.evaluate import evaluate_results, evaluate_run, find_runs, is_fresh, main, partners
+from vaelib.evaluate import evaluate_results, evaluate_run, is_fresh, main, partners
+from vaelib.runs import find_runs
 from vaelib.metrics import ratio_summary
 
 LANDED = all(importlib.util.find_spec(m) is not None
@@ -90,6 +91,22 @@ def test_evaluate_run_end_to_end(tiny_run):
 
 
 @pytest.mark.slow
+def test_runs_evaluated_in_worker_processes_match_one_at_a_time(tiny_run, tmp_path):
+    if not (tiny_run / "z16" / "metrics.json").exists():
+        evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)
+    one = json.loads((tiny_run / "z16" / "metrics.json").read_text())
+    for name in ("z16_s0", "z16_s1"):  # two stale copies of the same model
+        shutil.copytree(tiny_run / "z16", tmp_path / name)
+        (tmp_path / name / "metrics.json").unlink()
+    both = evaluate_results(tmp_path, [16], tiny_run / "data", limit=16, n_jobs=2)
+    assert sorted(both) == ["z16_s0", "z16_s1"]
+    for name, m in both.items():
+        assert (tmp_path / name / "metrics.json").exists() and m["run"]["run_dir"] == str(tmp_path / name)
+        for k in HEADLINE:  # other thread counts may reorder float sums, nothing more
+            assert m[k]["value"] == pytest.approx(one[k]["value"], rel=1e-5, abs=1e-9), (name, k)
+
+
+@pytest.mark.slow
 def test_table1_from_runs_with_seeds(tiny_run):
     from vaelib.table import build_table1, prior_frame, runs_frame
 
@@ -124,7 +141,7 @@ def test_table1_from_runs_with_seeds(tiny_run):
 @pytest.mark.slow
 def test_table1_shows_a_paper_control_as_its_own_row(tiny_run):
     from vaelib.config import ExperimentConfig, get_preset
-    from vaelib.evaluate import objective_label, parse_run_name
+    from vaelib.runs import objective_label, parse_run_name
     from vaelib.table import build_table1
 
     if not (tiny_run / "z16" / "metrics.json").exists():

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import time
 from pathlib import Path
 
@@ -39,6 +38,8 @@ import torch.nn.functional as F
 
 from vaelib import metrics as M
 from vaelib.atomic import atomic_write_text
+from vaelib.diagnostics import ACTIVE_THRESHOLD, aggregate_mi
+from vaelib.runs import find_runs, objective_label
 from vaelib.tokenizer import EOS, PAD, TYPE_NAMES
 
 COLLAPSE_GAP = 0.01  # nats/token: below this the right z helps the decoder by < 1 % of a nat per token
@@ -54,11 +55,6 @@ def is_collapsed(usage_gap: dict, active_units: dict) -> bool:
 
 
 SAMPLE_RATE = 22050  # issue 5: MR-STFT renders at 22.05 kHz
-# z{D}, z{D}_s{seed}; a trailing _paper marks the control trained with the paper's literal objective
-RUN_NAME = re.compile(r"^z(\d+)(?:_s(\d+))?(?:_(paper))?$")
-CONTROL = "paper"  # run-name suffix of the literal-objective control (``z{D}_paper``)
-
-
 # ---------------------------------------------------------------------------- helpers
 def partners(sources: list[str], seed: int = 0) -> np.ndarray:
     """(N,) index of a seeded random *other* example for each one, from another source where one exists
@@ -84,47 +80,6 @@ def end_step(ids, tokenizer) -> int:
     return int((ids[typ == 4] - tokenizer.shift0 + 1).sum())
 
 
-def parse_run_name(name: str) -> tuple[int, int | None, str] | None:
-    """``"z128_s1"`` -> (128, 1, ""), ``"z128_paper"`` -> (128, None, "paper"); None for any other folder name."""
-    m = RUN_NAME.match(name)
-    return None if m is None else (int(m.group(1)), None if m.group(2) is None else int(m.group(2)), m.group(3) or "")
-
-
-def find_runs(results_dir, latent_dims=None, variant: str | None = "") -> dict[int, list[tuple[int | None, Path]]]:
-    """Run folders under ``results_dir`` -> {D: [(seed or None, path)]}.
-
-    ``variant`` "" takes the main runs ``z{D}`` / ``z{D}_s{seed}``, ``"paper"`` the literal-objective controls
-    ``z{D}[_s{seed}]_paper``, None both (a control is never one of the main runs' seeds)."""
-    if isinstance(latent_dims, str):  # `papermill -p latent_dims "[128, 256]"` passes the list as text
-        latent_dims = json.loads(latent_dims)
-    runs: dict[int, list] = {}
-    for p in sorted(Path(results_dir).iterdir()) if Path(results_dir).is_dir() else []:
-        parsed = parse_run_name(p.name)
-        if not (p.is_dir() and parsed):
-            continue
-        dim, seed, kind = parsed
-        if (variant is None or kind == variant) and (latent_dims is None or dim in [int(d) for d in latent_dims]):
-            runs.setdefault(dim, []).append((seed, p))
-    return runs
-
-
-def objective_label(train: dict) -> str:
-    """The training objective of a run in words, from its config's ``train`` section (``config.json``)."""
-    beta = f"β_max={train.get('beta_max', float('nan')):g}"
-    fb, bz, wd = (float(train.get(k, 0.0)) for k in ("free_bits", "beta_zero_frac", "word_dropout"))
-    if fb == bz == wd == 0:
-        return f"paper ({beta}, no defences)"
-    return f"recommended ({beta}; free bits {fb:g}, β=0 for {bz:.0%} of a cycle, word dropout {wd:g})"
-
-
-def run_objective(run_dir) -> str:
-    """``objective_label`` of ``run_dir/config.json``; "" when the run has no config."""
-    try:
-        return objective_label(json.loads((Path(run_dir) / "config.json").read_text())["train"])
-    except (FileNotFoundError, KeyError, json.JSONDecodeError):
-        return ""
-
-
 # ---------------------------------------------------------------------------- teacher forced
 def _token_ce(model, z, inp, tgt) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced logits (B, T, V) and per-token CE (B, T) in nats (0 at PAD targets) from z (B, D)."""
@@ -135,8 +90,9 @@ def _token_ce(model, z, inp, tgt) -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray, seed: int = 0,
                    batch_size: int = 16) -> dict:
-    """Per-example teacher-forced quantities: (N,) arrays ce_mu, ce_partner, ce_sampled (nats summed over
-    target tokens), n_tokens, correct; (N, 6) ce_type/n_type per token type; mu, logvar (N, D)."""
+    """Per-example teacher-forced quantities: (N,) arrays ce_mu, ce_partner, ce_sampled, ce_prior (z from
+    q(z|x) and from N(0, I); nats summed over target tokens), n_tokens, correct; (N, 6) ce_type/n_type per token
+    type; mu, logvar (N, D)."""
     from vaelib.data import pad_batch
 
     dev = next(model.parameters()).device
@@ -147,8 +103,9 @@ def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray
         logvars.append(lv.float().cpu())
     mu_all, lv_all = torch.cat(mus), torch.cat(logvars)  # (N, D)
     type_of = torch.as_tensor(tokenizer.token_types(np.arange(tokenizer.vocab_size)), dtype=torch.long)
-    gen = torch.Generator().manual_seed(seed)
-    out = {k: [] for k in ("ce_mu", "ce_partner", "ce_sampled", "n_tokens", "correct", "ce_type", "n_type")}
+    gen, gen_prior = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
+    out = {k: [] for k in ("ce_mu", "ce_partner", "ce_sampled", "ce_prior", "n_tokens", "correct", "ce_type",
+                           "n_type")}
     for i in range(0, len(seqs), batch_size):
         ids = pad_batch(seqs[i:i + batch_size]).to(dev)  # (B, T)
         inp, tgt = ids[:, :-1], ids[:, 1:]
@@ -159,6 +116,8 @@ def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray
         out["ce_mu"].append(ce.sum(1).cpu())
         out["ce_partner"].append(_token_ce(model, mu_all[partner[i:i + len(ids)]].to(dev), inp, tgt)[1].sum(1).cpu())
         out["ce_sampled"].append(_token_ce(model, z_s.to(dev), inp, tgt)[1].sum(1).cpu())
+        z_p = torch.randn(mu.shape, generator=gen_prior)
+        out["ce_prior"].append(_token_ce(model, z_p.to(dev), inp, tgt)[1].sum(1).cpu())
         out["n_tokens"].append(mask.sum(1).cpu())
         out["correct"].append(((logits.argmax(-1) == tgt) & mask).sum(1).cpu())
         types = type_of.to(dev)[tgt]  # (B, T-1)
@@ -172,8 +131,6 @@ def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray
 
 def active_units_summary(mu: np.ndarray, n_boot: int = 2000, seed: int = 0) -> dict:
     """Burda active units (Var_x μ_j > 0.01) with a bootstrap CI over examples."""
-    from vaelib.diagnostics import ACTIVE_THRESHOLD
-
     count = lambda m: int((m.var(0) > ACTIVE_THRESHOLD).sum())  # noqa: E731
     value = count(mu)
     if len(mu) < 2:
@@ -324,15 +281,12 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
                 "wall_sec": None},
     }
     out["collapsed"] = is_collapsed(out["usage_gap"], out["active_units"])
-    try:  # training's own collapse diagnostics on the same examples, for cross-checking (roll-by-one partner)
-        from vaelib.data import pad_batch
-        from vaelib.diagnostics import collapse_diagnostics
-
-        d = collapse_diagnostics(model, [pad_batch(seqs[i:i + 16]) for i in range(0, len(seqs), 16)], seed=seed)
-        out["diagnostics"] = {k: d[k] for k in ("mi", "usage_gap_shuffled_tok", "usage_gap_prior_tok",
-                                                 "active_units", "kl", "ce_per_token") if k in d}
-    except ImportError:
-        pass
+    # two numbers training's validation rows log too, from teacher_forced's passes: the aggregate-posterior MI,
+    # and the usage gap against a prior sample instead of a partner's code
+    out["diagnostics"] = {
+        "mi": aggregate_mi(torch.as_tensor(tf["mu"]), torch.as_tensor(tf["logvar"]),
+                           torch.Generator().manual_seed(seed)),
+        "usage_gap_prior_tok": float((tf["ce_prior"] - tf["ce_mu"]).sum() / tf["n_tokens"].sum())}
     out["run"]["wall_sec"] = round(time.time() - t0, 2)
 
     rows = pd.DataFrame({
@@ -360,17 +314,36 @@ def is_fresh(run_dir, limit: int | None = None, split: str = "test", seed: int =
     return (run.get("limit"), run.get("split"), run.get("seed")) == (limit, split, seed)
 
 
+def _evaluate_in_worker(threads: int, run, data_dir, kw: dict) -> dict:
+    """``evaluate_run`` in a pool process limited to ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    return evaluate_run(run, data_dir, **kw)
+
+
 def evaluate_results(results_dir, latent_dims, data_dir, limit: int | None = None, split: str = "test",
-                     force: bool = False, **kw) -> dict[str, dict]:
+                     force: bool = False, n_jobs: int = 1, **kw) -> dict[str, dict]:
     """``evaluate_run`` every run folder of ``latent_dims`` under ``results_dir`` (main runs and ``_paper``
-    controls) whose metrics are stale (all of them with ``force``); returns {run name: metrics}."""
-    out = {}
-    for _, runs in sorted(find_runs(results_dir, latent_dims, variant=None).items()):
-        for _, run in runs:
-            fresh = not force and is_fresh(run, limit, split, kw.get("seed", 0))
-            out[run.name] = (json.loads((run / "metrics.json").read_text()) if fresh
-                             else evaluate_run(run, data_dir, limit=limit, split=split, **kw))
-    return out
+    controls) whose metrics are stale (all of them with ``force``); returns {run name: metrics}.
+
+    ``n_jobs`` > 1 evaluates that many runs at once in spawned processes that share this process's torch threads
+    (decoding, rendering and the metrics are largely single-threaded Python); 0 = one per thread. A run's result
+    does not depend on ``n_jobs``."""
+    runs = [run for _, rs in sorted(find_runs(results_dir, latent_dims, variant=None).items()) for _, run in rs]
+    stale = [r for r in runs if force or not is_fresh(r, limit, split, kw.get("seed", 0))]
+    kw = dict(kw, limit=limit, split=split)
+    done, n_jobs = {}, n_jobs or torch.get_num_threads()
+    if n_jobs > 1 and len(stale) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        workers = min(n_jobs, len(stale))
+        threads = max(1, torch.get_num_threads() // workers)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {r: pool.submit(_evaluate_in_worker, threads, r, data_dir, kw) for r in stale}
+            done = {r: f.result() for r, f in futures.items()}
+    else:
+        done = {r: evaluate_run(r, data_dir, **kw) for r in stale}
+    return {r.name: done[r] if r in done else json.loads((r / "metrics.json").read_text()) for r in runs}
 
 
 def main(argv=None) -> None:

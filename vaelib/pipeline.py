@@ -4,8 +4,8 @@ Each step executes one notebook with papermill into ``OUT/notebooks/<step>.ipynb
 A step is skipped when its key (a hash of its parameters, its notebook, its upstream steps' keys and run ids, its input
 files and the library source) matches the one stored in ``OUT/.pipeline_state.json`` and its outputs exist.
 A failing notebook keeps its partial HTML (with the traceback), blocks only the steps that depend on it, and makes
-the whole run exit non-zero. With several CUDA GPUs the train steps run in parallel, one per GPU; on a machine
-without CUDA they run in parallel CPU workers that share the cores (``vaelib.slots``).
+the whole run exit non-zero. Independent steps (the trainings; later the latent-space, explorer and listening
+notebooks) run side by side: one per GPU with several CUDA GPUs, else in CPU workers sharing the cores (``vaelib.slots``).
 
 Besides the main runs, one control (``02_train_z{D}_paper``, smallest D) trains the same architecture with the paper's
 literal objective, so Table 1 shows the collapse next to the recommended objective (``--no-control`` skips it).
@@ -128,15 +128,15 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
         steps.append(Step(f"04_latent_space_z{dim}", "04_latent_space",
                           dict(run_dir=str(first), data_dir=data_dir, latent_dim=dim),
                           depends=("01_dataset_curation", train[dim, seeds[0]]),
-                          inputs=(report, str(first / "run.json"))))
+                          inputs=(report, str(first / "run.json")), parallel=True))
     largest = run_dir(max(latent_dims), seeds[0])
     steps.append(Step("05_explorer", "05_explorer", dict(run_dir=str(largest), data_dir=data_dir),
                       depends=("01_dataset_curation", train[max(latent_dims), seeds[0]]),
-                      inputs=(report, str(largest / "run.json"))))
+                      inputs=(report, str(largest / "run.json")), parallel=True))
     steps.append(Step("06_listening_test", "06_listening_test",
                       dict(results_dir=str(out), latent_dims=latent_dims, data_dir=data_dir,
                            out_dir=str(out / "listening")),
-                      depends=all_runs, inputs=(report, *run_records)))
+                      depends=all_runs, inputs=(report, *run_records), parallel=True))
     return steps
 
 
@@ -150,7 +150,6 @@ def find_notebook(notebooks_dir, stem: str) -> Path | None:
 
 
 # ---------------------------------------------------------------- execution
-
 def to_html(ipynb, html_path) -> Path:
     """Convert an executed (possibly partial) notebook to standalone HTML; images and audio are embedded."""
     import nbformat
@@ -162,12 +161,9 @@ def to_html(ipynb, html_path) -> Path:
 
 
 def execute(step: Step, notebook: str, out: str, log_output: bool = False) -> StepResult:
-    """Run one step with papermill (cwd = the notebook's folder) and convert the result to HTML.
-
-    ``log_output`` streams the notebook's cell output to the log as it runs (long training steps).
-
-    Never raises for a notebook failure: the partial notebook is converted and the result says FAILED.
-    """
+    """Run one step with papermill (cwd = the notebook's folder) and convert the result to HTML. ``log_output``
+    streams the cell output to the log as it runs. Never raises for a notebook failure: the partial notebook is
+    converted and the result says FAILED."""
     import papermill
 
     out = Path(out)
@@ -284,15 +280,7 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
         save_state(out, state)
         _log(f"{step.name}: {result.status} ({result.wall_sec:.1f} s) {result.error[:300]}".rstrip())
 
-    i = 0
-    while i < len(steps):
-        group = [steps[i]]
-        while devices and group[-1].parallel and i + len(group) < len(steps):
-            nxt = steps[i + len(group)]
-            if not nxt.parallel or any(d in {s.name for s in group} for d in nxt.depends):
-                break
-            group.append(nxt)
-        i += len(group)
+    for group in groups(steps) if devices else [[s] for s in steps]:
         todo = [(s, *p) for s in group if (p := prepare(s)) is not None]
         if devices and len(todo) > 1:
             _run_parallel(todo, out, devices, record, log_output)
@@ -301,6 +289,18 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
             _log(f"{step.name}: running {notebook.name} ({why})")
             record(step, key, execute(step, str(notebook), str(out), log_output))
     return [results[s.name] for s in steps]
+
+
+def groups(steps: list[Step]) -> list[list[Step]]:
+    """``steps`` in order, cut into groups that may run side by side: consecutive ``parallel`` steps none of which
+    depends on another of its group; every other step is a group of its own."""
+    out: list[list[Step]] = []
+    for s in steps:
+        if out and s.parallel and out[-1][-1].parallel and not set(s.depends) & {g.name for g in out[-1]}:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
 
 
 def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool = False) -> None:
@@ -367,7 +367,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-control", action="store_true",
                    help="skip the literal-paper-objective control run (z{smallest D}_paper)")
     p.add_argument("--force", action="store_true", help="rerun every step")
-    p.add_argument("--sequential", action="store_true", help="never run train steps in parallel")
+    p.add_argument("--sequential", action="store_true", help="run one step at a time")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output while they run")
     a = p.parse_args(argv)
     from vaelib.config import get_preset
@@ -386,8 +386,8 @@ def main(argv=None) -> int:
                   n_examples=steps[0].parameters["n_examples"], epochs=a.epochs, max_steps=a.max_steps,
                   limit=a.limit, preset_config=preset_cfg.to_dict(),
                   command=" ".join(["python -m vaelib.pipeline", *(sys.argv[1:] if argv is None else argv)]))
-    devices = [] if a.sequential else parallel_slots(sum(s.parallel for s in steps))
-    _log(f"{len(steps)} steps -> {out}" + (f", train steps in parallel on {devices}" if devices else ""))
+    devices = [] if a.sequential else parallel_slots(max(len(g) for g in groups(steps)))
+    _log(f"{len(steps)} steps -> {out}" + (f", independent steps in parallel on {devices}" if devices else ""))
     summary = run_pipeline(steps, a.notebooks_dir, out, config=config, force=a.force,
                            salt=lambda nb: library_salt(a.preset, nb), devices=devices, log_output=a.log_output)
     bad = [s["name"] + ": " + s["status"] for s in summary["steps"] if s["status"] not in DONE]

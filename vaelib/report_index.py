@@ -135,19 +135,19 @@ def write_index(out, summary: dict) -> Path:
 
 
 def describe_device(devices: list[str] | None = None) -> str:
-    """What the notebooks ran on, in words: "cpu", "cpu, train steps in 2 parallel workers of 1 thread" or
+    """What the notebooks ran on, in words: "cpu", "cpu, independent steps in 2 parallel workers of 1 thread" or
     "cuda x N (name)"."""
     try:
         import torch
 
         if torch.cuda.is_available():
             n = torch.cuda.device_count()
-            return f"cuda x {n} ({torch.cuda.get_device_name(0)})" + (", train steps parallel" if devices else "")
+            return f"cuda x {n} ({torch.cuda.get_device_name(0)})" + (", independent steps in parallel" if devices else "")
     except Exception:
         pass
     cpu = [cpu_threads(d) for d in devices or [] if cpu_threads(d)]
     if cpu:
-        return f"cpu, train steps in {len(cpu)} parallel workers of {cpu[0]} thread{'s' if cpu[0] != 1 else ''}"
+        return f"cpu, independent steps in {len(cpu)} parallel workers of {cpu[0]} thread{'s' if cpu[0] != 1 else ''}"
     return "cpu"
 
 

@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from vaelib.atomic import atomic_write_text
-from vaelib.evaluate import COLLAPSE_GAP, CONTROL, find_runs, is_collapsed, run_objective
+from vaelib.evaluate import COLLAPSE_GAP, is_collapsed
+from vaelib.runs import CONTROL, find_runs, run_objective
 from vaelib.metrics import bootstrap_ci, paired_test
 
 # (column, metrics.json key, eval.csv column or None for run-level cells, header)

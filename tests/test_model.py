@@ -89,3 +89,22 @@ def test_too_long_sequence_is_a_clear_error(model):
     ids = torch.ones(1, model.config.max_len + 1, dtype=torch.long)
     with pytest.raises(ValueError, match="max_len"):
         model.decode(z, ids)
+
+
+def test_cpu_dropout_keeps_1_minus_p_scales_and_passes_the_mask_to_the_gradient():
+    from vaelib.model import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1).train()
+    x = torch.ones(400, 1000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.9) < 0.003  # 400k Bernoulli(0.9) draws: sd 0.0005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))  # inverted dropout keeps the mean
+    assert abs(float(y.mean()) - 1.0) < 0.004
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept) and torch.allclose(x.grad[kept], y[kept])
+    cols = kept.view(400, 250, 4).float().mean((0, 1))  # each 16-bit slice of a 64-bit draw is unbiased
+    assert float((cols - 0.9).abs().max()) < 0.005
+    assert not torch.equal(drop(x), y)  # a fresh mask per call
+    assert torch.equal(drop.eval()(x), x)  # identity in eval mode

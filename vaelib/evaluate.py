@@ -336,10 +336,13 @@ def evaluate_results(results_dir, latent_dims, data_dir, limit: int | None = Non
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
+        from vaelib.slots import CPU_SLOT, cpu_threads, cpu_threads_per_step
+
         workers = min(n_jobs, len(stale))
-        threads = max(1, torch.get_num_threads() // workers)
+        slots = [f"{CPU_SLOT}{max(1, torch.get_num_threads() // workers)}"] * workers
+        threads = [cpu_threads(s) for s in cpu_threads_per_step(len(stale), slots)]  # a short last round gets more
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {r: pool.submit(_evaluate_in_worker, threads, r, data_dir, kw) for r in stale}
+            futures = {r: pool.submit(_evaluate_in_worker, n, r, data_dir, kw) for r, n in zip(stale, threads)}
             done = {r: f.result() for r, f in futures.items()}
     else:
         done = {r: evaluate_run(r, data_dir, **kw) for r in stale}

@@ -74,6 +74,14 @@ class Grammar:
         self.has_note = torch.zeros(B, dtype=torch.bool, device=dev)
         self.has_cc = torch.zeros(B, dtype=torch.bool, device=dev)
 
+    ROWS = ("sounding", "cc_value", "elapsed", "last_key", "after_vel", "after_short_shift", "length", "done",
+            "has_note", "has_cc")  # the per-row state, what ``keep_rows`` cuts
+
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        """Keep only the rows ``keep`` (bool (B,) or indices) of the per-row state."""
+        for name in self.ROWS:
+            setattr(self, name, getattr(self, name)[keep])
+
     def allowed(self) -> torch.Tensor:
         """(B, V) bool: the tokens each row may emit next (finished rows: PAD only)."""
         kind, B = self.kind[None], self.sounding.shape[0]  # (1, V)

@@ -298,3 +298,42 @@ def test_table_renders_from_csv_when_there_is_no_markdown(tmp_path):
     (tmp_path / "table1.csv").write_text("latent_dim,cc_me\n128,0.123456\n256,0.2\n")
     page = render_table(tmp_path)
     assert "<td>128</td>" in page and "<td>0.1235</td>" in page
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = open(f"/proc/{pid}/stat").read() if os.path.exists(f"/proc/{pid}/stat") else ""
+    return bool(stat) and stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited
+
+
+@pytest.mark.skipif(not os.path.exists("/proc"), reason="reads /proc")
+def test_sigterm_to_the_pipeline_alone_stops_its_workers_and_their_kernels(notebooks, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write_notebook(notebooks / "sleepy.ipynb", 'out_file: str = "x.txt"  # gets "kernel_pid worker_pid"',
+                   "import os, pathlib, time\n"
+                   "pathlib.Path(out_file).write_text(f'{os.getpid()} {os.getppid()}')\ntime.sleep(120)")
+    out = tmp_path / "out"
+    script = (f"from vaelib.pipeline import Step, run_pipeline\n"
+              f"steps = [Step(f's{{i}}', 'sleepy', {{'out_file': r'{out}/s%d.txt' % i}}, parallel=True) for i in range(3)]\n"
+              f"run_pipeline(steps, r'{notebooks}', r'{out}', devices=['cpu:1', 'cpu:1'])\n")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    files = [out / f"s{i}.txt" for i in range(2)]
+    deadline = time.time() + 90
+    while not all(f.exists() and f.read_text() for f in files) and time.time() < deadline:
+        time.sleep(0.5)
+    pids = [int(p) for f in files for p in f.read_text().split()]  # two kernels and their two workers
+    proc.send_signal(signal.SIGTERM)  # to the pipeline process only, not to its group
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.time() + 30
+    while any(map(_alive, pids)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not any(map(_alive, pids)), "a worker or its kernel outlived the pipeline"
+    time.sleep(2)
+    assert not (out / "s2.txt").exists()  # the queued third step never started

@@ -104,3 +104,28 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_dir, tmp_pa
     lengths = [len(x) for x in load_split(data_dir, "train")]
     n_steps = config.train.epochs * steps_per_epoch(lengths, config.train.batch_tokens, config.train.max_batch_size)
     assert final_state(run)["step"] == n_steps and len(set(killed_at)) == 5
+
+
+def test_auto_resume_continues_only_an_interrupted_run_of_the_same_config(data_dir, tmp_path):
+    """What notebook 02 (and so `make report`) does: a run killed mid-way continues from its last checkpoint; a
+    finished run, or one of another config, trains from scratch."""
+    run, config = tmp_path / "run", fast_config(epochs=2, ckpt_every=4)
+
+    def interrupted():  # what a kill leaves: run.json still says "running"
+        rec = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**rec, "status": "running"}))
+
+    def resumed_from() -> int:
+        return json.loads((run / "run.json").read_text())["resumed_from_step"]
+
+    fit(config, data_dir, run, max_steps=8)
+    interrupted()
+    fit(config, data_dir, run, max_steps=12, resume="auto")
+    assert resumed_from() == 8 and final_state(run)["step"] == 12
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "train"] == list(range(1, 13))
+    fit(config, data_dir, run, max_steps=12, resume="auto")  # finished: from scratch
+    assert resumed_from() == 0 and final_state(run)["step"] == 12
+    interrupted()
+    fit(fast_config(epochs=2, ckpt_every=4, lr=1e-3), data_dir, run, max_steps=4, resume="auto")  # another config
+    assert resumed_from() == 0 and final_state(run)["step"] == 4

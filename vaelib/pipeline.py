@@ -33,7 +33,8 @@ from typing import Callable
 from vaelib import report_index
 from vaelib.pipeline_keys import (STATE_FILE, fingerprint, key_parts, library_salt, library_sources,  # noqa: F401
                                   load_state, save_state, step_key)
-from vaelib.slots import CPU_SLOT, apply_slot, cpu_threads_per_step, current_slot, parallel_slots
+from vaelib.slots import (CPU_SLOT, apply_slot, cpu_threads_per_step, current_slot, groups,  # noqa: F401
+                          parallel_slots, workers_stop_with_us)
 
 OK, SKIPPED, FAILED, BLOCKED, MISSING = "ok", "skipped-unchanged", "FAILED", "blocked", "missing"
 DONE = (OK, SKIPPED)  # statuses that let dependent steps run
@@ -291,18 +292,6 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
     return [results[s.name] for s in steps]
 
 
-def groups(steps: list[Step]) -> list[list[Step]]:
-    """``steps`` in order, cut into groups that may run side by side: consecutive ``parallel`` steps none of which
-    depends on another of its group; every other step is a group of its own."""
-    out: list[list[Step]] = []
-    for s in steps:
-        if out and s.parallel and out[-1][-1].parallel and not set(s.depends) & {g.name for g in out[-1]}:
-            out[-1].append(s)
-        else:
-            out.append([s])
-    return out
-
-
 def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool = False) -> None:
     """Run ``todo`` in a pool of ``len(devices)`` workers. GPU workers each claim one GPU at start-up; CPU workers
     take a thread count per step (``cpu_threads_per_step``). Papermill kernels inherit the worker's environment."""
@@ -314,7 +303,7 @@ def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool 
         queue.put(d)
     init = {} if cpu else dict(initializer=_claim_device, initargs=(queue, log_output))
     with concurrent.futures.ProcessPoolExecutor(max_workers=min(len(devices), len(todo)), mp_context=ctx,
-                                                **init) as pool:
+                                                **init) as pool, workers_stop_with_us():
         futures = {}
         for slot, (step, notebook, key, why) in zip(slots, todo):
             _log(f"{step.name}: running {notebook.name} in parallel ({why})" + (f" on {slot}" if slot else ""))

@@ -1,11 +1,16 @@
-"""Device slots for the pipeline's parallel train steps: one GPU each, or a share of the CPU cores.
+"""Device slots for the pipeline's parallel steps (one GPU each, or a share of the CPU cores), which steps may run
+side by side (``groups``), and stopping their workers with the pipeline (``workers_stop_with_us``).
 
 A slot is a string: a CUDA device id (``"0"``), or ``"cpu:<n>"`` for a CPU worker capped at n threads.
 ``apply_slot`` pins the current process (and the papermill kernels it starts, which inherit the environment) to one.
 """
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import os
+import signal
+import threading
 
 CPU_SLOT = "cpu:"  # a device slot "cpu:<n>" is a CPU worker limited to n threads
 
@@ -70,3 +75,33 @@ def parallel_slots(n_parallel: int) -> list[str]:
     if has_cuda:
         return ids if len(ids) > 1 else []
     return cpu_slots(max_workers=n_parallel)
+
+
+def groups(steps: list) -> list[list]:
+    """``steps`` in order, cut into groups that may run side by side: consecutive ``parallel`` steps none of which
+    depends on another of its group; every other step is a group of its own."""
+    out: list[list] = []
+    for s in steps:
+        if out and s.parallel and out[-1][-1].parallel and not set(s.depends) & {g.name for g in out[-1]}:
+            out[-1].append(s)
+        else:
+            out.append([s])
+    return out
+
+
+@contextlib.contextmanager
+def workers_stop_with_us():
+    """While workers run, a SIGTERM to this process alone (a scheduler's kill, not Ctrl-C's process group) also
+    terminates them, so none starts the next queued step; their kernels exit with them (ipykernel's parent poller)."""
+    def stop(signum, frame):
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise SystemExit(128 + signum)
+
+    main = threading.current_thread() is threading.main_thread()  # signal handlers live in the main thread only
+    previous = signal.signal(signal.SIGTERM, stop) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)

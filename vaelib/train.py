@@ -125,25 +125,38 @@ def _write_csv(jsonl: Path, out: Path) -> None:
         w.writerows(rows)
 
 
-def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = None, resume: bool = False,
+def _run_status(run_dir) -> str:
+    """``status`` of ``run_dir/run.json`` ("running" until a run finishes), "" without a readable record."""
+    try:
+        return str(json.loads((Path(run_dir) / "run.json").read_text()).get("status", ""))
+    except (OSError, ValueError):
+        return ""
+
+
+def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = None, resume: bool | str = False,
         device: str | None = None) -> list[dict]:
     """Train ``config`` on ``data_dir`` (a curated dataset), writing the run folder ``run_dir``.
 
     ``max_steps`` caps the optimizer step count (absolute, so a resumed run stops at the same step as a straight
     one); the schedules stay defined by ``epochs``. ``resume`` continues from the newest loadable checkpoint
-    (its config wins over ``config``). Returns the metrics rows of the run (rank 0; other ranks get []).
+    (its config wins over ``config``); ``resume="auto"`` only continues a run that was interrupted (its run.json
+    still says "running") with this very config, and otherwise starts fresh, which is what notebook 02 does so that
+    a killed ``make report`` picks up where it stopped. Returns the metrics rows of the run (rank 0; others get []).
     """
     t0 = time.time()
     run_dir = Path(run_dir)
     rank, world, dev = _init_distributed(pick_device(device) if device else None)
     dev = dev or pick_device()
     found = ckpt_io.latest_checkpoint(run_dir) if resume else None
+    if found is not None and resume == "auto" and not (
+            _run_status(run_dir) == "running" and ExperimentConfig.from_dict(found[1]["config"]) == config):
+        found = None  # a finished run, or another config's: train from scratch (the stale checkpoints go)
     if found is not None:
         ckpt_cfg = ExperimentConfig.from_dict(found[1]["config"])
         if ckpt_cfg != config:
             warnings.warn("resuming with the checkpoint's config, which differs from the one passed", stacklevel=2)
         config = ckpt_cfg
-    elif resume:
+    elif resume is True:
         warnings.warn(f"--resume: no checkpoint in {run_dir}, starting from scratch", stacklevel=2)
     t = config.train
     torch.manual_seed(t.seed + rank)

@@ -141,8 +141,8 @@ def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, m
         if bool(rules.done.all()):
             break
         if greedy and int(rules.done.sum()) >= max(8, len(rows) // 4):
-            # drop finished rows (decodes end at 60 % of max_len on average). Greedy only: sampling draws one
-            # uniform per row of the batch, so dropping rows would change which uniform the others get
+            # drop finished rows from the batch (a few % of a greedy decode of 240 rows). Greedy only: sampling
+            # draws one uniform per row of the batch, so dropping rows would change which uniform the others get
             keep = ~rules.done
             rows, z = rows[keep], z[keep]
             rules.keep_rows(keep)

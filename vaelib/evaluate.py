@@ -331,7 +331,7 @@ def evaluate_results(results_dir, latent_dims, data_dir, limit: int | None = Non
     runs = [run for _, rs in sorted(find_runs(results_dir, latent_dims, variant=None).items()) for _, run in rs]
     stale = [r for r in runs if force or not is_fresh(r, limit, split, kw.get("seed", 0))]
     kw = dict(kw, limit=limit, split=split)
-    done, n_jobs = {}, n_jobs or torch.get_num_threads()
+    n_jobs = n_jobs or torch.get_num_threads()
     if n_jobs > 1 and len(stale) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor

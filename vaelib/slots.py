@@ -29,7 +29,7 @@ def apply_slot(slot: str) -> None:
     """Pin this process, and the kernels it starts, to one GPU or to n CPU threads: papermill kernels inherit the
     environment, and torch, MKL and numba read the thread caps when they load."""
     if slot.startswith(CPU_SLOT):
-        n = slot[len(CPU_SLOT):]
+        n = str(cpu_threads(slot))
         os.environ.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n, CUDA_VISIBLE_DEVICES="")
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot

@@ -148,11 +148,10 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
     rank, world, dev = _init_distributed(pick_device(device) if device else None)
     dev = dev or pick_device()
     found = ckpt_io.latest_checkpoint(run_dir) if resume else None
-    if found is not None and resume == "auto" and not (
-            _run_status(run_dir) == "running" and ExperimentConfig.from_dict(found[1]["config"]) == config):
+    ckpt_cfg = ExperimentConfig.from_dict(found[1]["config"]) if found is not None else None
+    if found is not None and resume == "auto" and not (_run_status(run_dir) == "running" and ckpt_cfg == config):
         found = None  # a finished run, or another config's: train from scratch (the stale checkpoints go)
     if found is not None:
-        ckpt_cfg = ExperimentConfig.from_dict(found[1]["config"])
         if ckpt_cfg != config:
             warnings.warn("resuming with the checkpoint's config, which differs from the one passed", stacklevel=2)
         config = ckpt_cfg

@@ -65,7 +65,7 @@ def _train_step(model, opt, ids):
 
 def test_training_throughput_vs_builtin_layers():
     torch.manual_seed(0)
-    # the paper's dropout 0.1 (the `small` preset trains without) and z on the decoder input, as the peer has them
+    # dropout 0.1 (the paper's and `small`'s) and z on the decoder input, as the peer has them
     cfg = replace(get_preset("small").model, max_len=T, dropout=0.1, z_to_input=True)
     ids = torch.randint(3, cfg.vocab_size, (B, T))
     ids[:, 0], ids[:, -1] = 1, 2

@@ -11,6 +11,7 @@ SEEDS ?= 0
 DATA ?= synthetic
 OUT ?= results/$(PRESET)
 N_EXAMPLES ?=
+EPOCHS ?=
 FORCE ?=
 
 .PHONY: venv test report reference bench bench-gpu clean-venv
@@ -31,7 +32,7 @@ test: $(STAMP)
 	$(PY) -m pytest --nbval-lax notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg -q -p no:cacheprovider
 
 report: $(STAMP)
-	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(FORCE),--force,)
+	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(FORCE),--force,)
 
 # Refresh the committed results/reference/$(PRESET) from a finished `make report` in $(OUT): the index, Table 1, key
 # figures, each run's config/metrics/run record and the HTML of notebooks 01-03 (04-06 embed audio, ~2 MB each).

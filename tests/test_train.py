@@ -81,7 +81,13 @@ def test_cli_as_written_then_resume_continues(data_dir, tmp_path):
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows if r["split"] == "train"]
     assert steps == list(range(1, info["total_steps"] + 1))  # no gap and no duplicate across the resume
-    assert {"losses/ce", "losses/kl", "losses/beta", "lr", "ce_type/cc"} <= set(rows[0])
+    assert {"losses/ce", "losses/kl", "losses/beta", "lr", "ce_type/cc", "accuracy"} <= set(rows[0])
+    # accuracy and CE by type come on the first row, every 10th and each invocation's last (log_every is 1 here;
+    # the first invocation stopped at step 4)
+    detail = [r["step"] for r in rows if r["split"] == "train" and "accuracy" in r]
+    last = info["total_steps"]
+    assert detail == sorted({1, 4, last} | set(range(10, last + 1, 10)))
+    assert all("ce_type/cc" in r for r in rows if r["split"] == "train" and "accuracy" in r)
     val = [r for r in rows if r["split"] == "val"]
     spe = info["steps_per_epoch"]  # validation closes each epoch, and the run cut at step 4 validated there too
     assert [r["step"] for r in val] == sorted({4} | {spe * (e + 1) for e in range(get_preset("tiny").train.epochs)})

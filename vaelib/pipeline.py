@@ -75,6 +75,10 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
          max_steps: int = 0, beta_max: float = -1.0, limit: int = 0, control: bool = True) -> list[Step]:
     """The paper's steps: 01 once, 02 per (latent_dim, seed), 03 once, 04 per latent_dim, 05 and 06 once.
 
+    Each 02 trains its run and then scores it on the test split (in its own worker, so the scoring of the first
+    rounds overlaps nothing idle); 03 reads those metrics back, scores only runs whose metrics are stale, and builds
+    Table 1.
+
     ``n_examples`` 0 takes the preset's corpus size; ``epochs`` 0, ``max_steps`` 0 and ``beta_max`` -1 take the
     preset's training settings; ``limit`` 0 evaluates the whole test split.
     ``control`` adds ``02_train_z{D}_paper`` for the smallest D and the first seed: the preset's literal-objective
@@ -104,7 +108,8 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
             train[dim, seed] = name
             steps.append(Step(name, "02_train",
                               dict(preset=preset, latent_dim=dim, data_dir=data_dir, run_dir=str(run_dir(dim, seed)),
-                                   seed=seed, epochs=int(epochs), beta_max=float(beta_max), max_steps=int(max_steps)),
+                                   seed=seed, epochs=int(epochs), beta_max=float(beta_max), max_steps=int(max_steps),
+                                   limit=int(limit)),
                               depends=("01_dataset_curation",), inputs=(report,),
                               outputs=(str(run_dir(dim, seed) / "run.json"),), parallel=True))
     all_runs = ("01_dataset_curation", *train.values())
@@ -117,7 +122,7 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
         controls, control_records = (f"02_train_z{dim}_paper",), (str(ctl / "run.json"),)
         steps.append(Step(controls[0], "02_train",
                           dict(preset=variant, latent_dim=dim, data_dir=data_dir, run_dir=str(ctl), seed=seeds[0],
-                               epochs=int(epochs), beta_max=-1.0, max_steps=int(max_steps)),
+                               epochs=int(epochs), beta_max=-1.0, max_steps=int(max_steps), limit=int(limit)),
                           depends=("01_dataset_curation",), inputs=(report,), outputs=control_records, parallel=True))
     steps.append(Step("03_evaluate", "03_evaluate",
                       dict(preset=preset, results_dir=str(out), latent_dims=latent_dims, data_dir=data_dir,
@@ -215,6 +220,7 @@ def _execute_on(slot: str, step: Step, notebook: str, out: str, log_output: bool
         _configure_logging()
     if slot:
         apply_slot(slot)
+    _log(f"{step.name}: running {Path(notebook).name} in a worker on {slot or 'GPU ' + current_slot()}")
     return execute(step, notebook, out, log_output)
 
 
@@ -306,7 +312,7 @@ def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool 
                                                 **init) as pool, workers_stop_with_us():
         futures = {}
         for slot, (step, notebook, key, why) in zip(slots, todo):
-            _log(f"{step.name}: running {notebook.name} in parallel ({why})" + (f" on {slot}" if slot else ""))
+            _log(f"{step.name}: queued for {len(devices)} parallel workers ({why})")
             futures[pool.submit(_execute_on, slot, step, str(notebook), str(out), log_output)] = (step, key)
         for fut in concurrent.futures.as_completed(futures):
             step, key = futures[fut]

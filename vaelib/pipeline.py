@@ -75,9 +75,8 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
          max_steps: int = 0, beta_max: float = -1.0, limit: int = 0, control: bool = True) -> list[Step]:
     """The paper's steps: 01 once, 02 per (latent_dim, seed), 03 once, 04 per latent_dim, 05 and 06 once.
 
-    Each 02 trains its run and then scores it on the test split (in its own worker, so the scoring of the first
-    rounds overlaps nothing idle); 03 reads those metrics back, scores only runs whose metrics are stale, and builds
-    Table 1.
+    Each 02 trains its run and then scores it on the test split in the same worker, so one papermill job per size
+    also gives that size's metrics; 03 reads them back, scores only runs whose metrics are stale, and builds Table 1.
 
     ``n_examples`` 0 takes the preset's corpus size; ``epochs`` 0, ``max_steps`` 0 and ``beta_max`` -1 take the
     preset's training settings; ``limit`` 0 evaluates the whole test split.

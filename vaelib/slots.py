@@ -61,8 +61,9 @@ def cpu_slots(n_cpus: int | None = None, max_workers: int = 0) -> list[str]:
 
     Measured on the 2-core reference machine with the ``small`` preset: two 1-thread trainings side by side ran
     at 2 x 2,860 tokens/s, one 2-thread training at 5,420 tokens/s (+5 %); in a later session 2 x 4,500 against
-    6,740 (+33 %). On larger machines one small model cannot use many threads well (not measured here). Each worker gets ``n_cpus // n_workers`` threads
-    (a short last round gets more, see ``cpu_threads_per_step``); one core gives [] (sequential)."""
+    6,740 (+33 %). On larger machines one small model cannot use many threads well (not measured here). Each worker
+    gets ``n_cpus // n_workers`` threads (a short last round gets more, see ``cpu_threads_per_step``); one core gives
+    [] (sequential)."""
     n = n_cpus or os.cpu_count() or 1
     workers = min(n, max_workers) if max_workers else n
     return [f"{CPU_SLOT}{n // workers}"] * workers if workers > 1 else []

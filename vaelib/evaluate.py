@@ -336,11 +336,11 @@ def evaluate_results(results_dir, latent_dims, data_dir, limit: int | None = Non
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        from vaelib.slots import CPU_SLOT, cpu_threads, cpu_threads_per_step
+        from vaelib.slots import threads_per_step
 
         workers = min(n_jobs, len(stale))
-        slots = [f"{CPU_SLOT}{max(1, torch.get_num_threads() // workers)}"] * workers
-        threads = [cpu_threads(s) for s in cpu_threads_per_step(len(stale), slots)]  # a short last round gets more
+        # each worker's share of this process's threads; a short last round gets the idle workers' threads
+        threads = threads_per_step(len(stale), workers * max(1, torch.get_num_threads() // workers), workers)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
             futures = {r: pool.submit(_evaluate_in_worker, n, r, data_dir, kw) for r, n in zip(stale, threads)}
             done = {r: f.result() for r, f in futures.items()}

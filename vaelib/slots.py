@@ -36,12 +36,17 @@ def apply_slot(slot: str) -> None:
     os.environ["VAELIB_DEVICE_SLOT"] = slot
 
 
+def threads_per_step(n_steps: int, n_cpus: int, n_workers: int) -> list[int]:
+    """Threads for each of ``n_steps`` steps run in rounds of ``min(n_workers, n_steps)`` workers sharing ``n_cpus``
+    threads: a short last round gets the idle workers' threads (5 trainings on 2 cores: two rounds of 1 thread each,
+    then one step with 2 threads, not a third round that leaves a core idle)."""
+    workers = min(n_workers, n_steps)
+    return [max(1, n_cpus // min(workers, n_steps - (j // workers) * workers)) for j in range(n_steps)]
+
+
 def cpu_threads_per_step(n_steps: int, slots: list[str]) -> list[str]:
-    """Per-step CPU slots for ``n_steps`` steps sharing the threads of ``slots``: the steps run in rounds of
-    ``min(len(slots), n_steps)`` workers, and a short last round gets the idle workers' threads (5 trainings on 2
-    cores: two rounds of 1 thread each, then one step with 2 threads, not a third round that leaves a core idle)."""
-    n_cpus, workers = sum(cpu_threads(s) for s in slots), min(len(slots), n_steps)
-    return [f"{CPU_SLOT}{max(1, n_cpus // min(workers, n_steps - (j // workers) * workers))}" for j in range(n_steps)]
+    """Per-step CPU slots for ``n_steps`` steps sharing the threads of the CPU ``slots`` (``threads_per_step``)."""
+    return [f"{CPU_SLOT}{n}" for n in threads_per_step(n_steps, sum(cpu_threads(s) for s in slots), len(slots))]
 
 
 def cuda_ids() -> tuple[list[str], bool]:

@@ -82,6 +82,25 @@ def test_random_logits_obey_grammar_and_give_valid_midi(tmp_path, monophonic):
     assert n_natural >= 4 and n_forced >= 4
 
 
+def test_grammar_accepts_every_token_of_real_windows():
+    # completeness: the canonical streams of the synthetic corpus (what the models learn) pass the masks token by
+    # token, in one batch of rows that end at different lengths
+    from vaelib.synthetic import generate
+
+    seqs = [s for s in (TK.encode(p) for p in generate(24, seed=11)) if len(s) <= TK.config.max_len]
+    assert len(seqs) >= 12
+    B, T = len(seqs), max(len(s) for s in seqs)
+    gr = Grammar(TK, B, max_len=TK.config.max_len)
+    ids = torch.full((B, T), PAD)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.as_tensor(s)
+    for t in range(1, T):
+        tok = ids[:, t]
+        assert gr.allowed()[torch.arange(B), tok].all(), f"a real token refused at position {t}"
+        gr.update(tok)
+    assert gr.done.all()
+
+
 def test_time_budget_and_forced_eos_on_shift_heavy_logits():
     bias = torch.zeros(TK.vocab_size)
     bias[TK.shift0:TK.cc0] = 8.0  # the model wants only to move time

@@ -174,14 +174,11 @@ _RECOMMENDED = replace(
 # 6 epochs without dropout was uneven: D=128 and 512 improved (CE 4.15 and 4.07), but D=256 and 384 overfit
 # (validation CE rose from epoch 3, test CE 4.55, CC-ME barely under the baseline).
 # Validation diagnostics run on 4 batches (~50 windows) per epoch, not 8: about 4 % of a run instead of 8 %.
-# One encoder layer and 2 heads (was 2 layers, 4 heads): a step ~24 % cheaper on one CPU thread, and in single D=128
-# trainings CC-ME 0.080 vs 0.102 uncond. (was 0.085 vs 0.100), D=512 0.085 vs 0.101, CE 4.17 / 4.15, gap 0.32 / 0.33.
-# (2 heads alone: 0.088 vs 0.100, CE 4.33; one layer + 2 heads for 5 epochs: 0.086 vs 0.100 but gap 0.19.)
 _SMALL = ExperimentConfig(
     name="small",
     data=DataConfig(n_examples=1200, tokenizer=TokenizerConfig(max_len=512)),  # 2 % of windows thinned at 512
-    model=ModelConfig(max_len=512, d_model=128, n_heads=2, n_enc_layers=1, n_dec_layers=2, d_ff=512,
-                      dropout=0.1),  # 1.2-1.5 M parameters (D=128-512)
+    model=ModelConfig(max_len=512, d_model=128, n_heads=4, n_enc_layers=2, n_dec_layers=2, d_ff=512,
+                      dropout=0.1),  # ~1.5 M parameters
     train=replace(_RECOMMENDED.train, epochs=6, batch_tokens=4096, max_batch_size=32, lr=1.5e-3,
                   warmup_steps=50, ckpt_every=100, eval_batches=4),  # ~504 steps; beta still runs 4 full cycles
 )

@@ -62,6 +62,14 @@ class Grammar:
         self.key = torch.where(self.kind == OFF, self.pitch, torch.where(
             self.kind == CC, 256 + self.lane, torch.where(self.kind == ON, 512 + self.pitch, -1)))
         self.shift_ids = ids[self.kind == SHIFT]  # (max_shift,)
+        # the same quantities per block of the layout, for ``allowed``
+        if not (tk.vel0 > EOS and tk.vel0 < tk.on0 < tk.off0 < tk.shift0 < tk.cc0 < tk.vocab_size):
+            raise ValueError("Grammar expects the layout specials | velocity | on | off | shift | cc")
+        self._on_key = self.key[tk.on0:tk.off0][None]  # (1, 128)
+        self._off_key = self.key[tk.off0:tk.shift0][None]  # (1, 128), = pitch
+        self._shift_amount = self.amount[tk.shift0:tk.cc0][None]  # (1, max_shift)
+        self._cc_key = self.key[tk.cc0:][None]  # (1, n_cc * 128)
+        self._cc_value = self.value[tk.cc0:][None]
         # per-row state
         self.sounding = torch.zeros(B, 128, dtype=torch.bool, device=dev)
         self.cc_value = torch.full((B, self.n_cc), -1, dtype=torch.long, device=dev)
@@ -83,41 +91,48 @@ class Grammar:
             setattr(self, name, getattr(self, name)[keep])
 
     def allowed(self) -> torch.Tensor:
-        """(B, V) bool: the tokens each row may emit next (finished rows: PAD only)."""
-        kind, B = self.kind[None], self.sounding.shape[0]  # (1, V)
+        """(B, V) bool: the tokens each row may emit next (finished rows: PAD only).
+
+        Built block by block over the vocabulary's layout (specials, velocities, note-ons, note-offs, shifts, CCs:
+        contiguous id ranges), so each rule is evaluated on its own ids only."""
+        B, tk = self.sounding.shape[0], self.tk
         rem = self.max_len - self.length  # (B,) positions left, EOS included
         live = (self.elapsed < self.n_steps)[:, None]  # onsets and CCs still inside the window
         room = (rem >= 2)[:, None]  # a non-EOS token still leaves room for EOS
         any_sounding = self.sounding.any(1, keepdim=True)  # (B, 1)
-        pitch, key = self.pitch[None].expand(B, -1), self.key[None]
-        on_ok = ~self.sounding.gather(1, pitch) & (key > self.last_key[:, None])  # silent pitch, in order
-        pitch_free = (~self.sounding) & (torch.arange(512, 640, device=kind.device)[None] > self.last_key[:, None])
-        vel_ok = live & (rem >= 3)[:, None] & pitch_free.any(1, keepdim=True)
+        last_key = self.last_key[:, None]
+        on_ok = ~self.sounding & (self._on_key > last_key)  # (B, 128) silent pitch, in order
+        vel_ok = live & (rem >= 3)[:, None] & on_ok.any(1, keepdim=True)  # (B, 1)
         if self.monophonic:
             vel_ok = vel_ok & ~any_sounding
-        off_ok = self.sounding.gather(1, pitch) & (key > self.last_key[:, None])
+        off_ok = self.sounding & (self._off_key > last_key)  # (B, 128)
         # at the window's end every open note must close in ascending order: only the lowest may go next
         lowest = self.sounding.int().argmax(1, keepdim=True)  # (B, 1)
-        off_ok = torch.where(live, off_ok, off_ok & (pitch == lowest))
+        off_ok = torch.where(live, off_ok, off_ok & (self._off_key == lowest))
         left = (self.n_steps - self.elapsed)[:, None]
-        amt = self.amount[None]
-        shift_ok = (amt <= left) & ((amt < left) | any_sounding) & ~self.after_short_shift[:, None]
-        cc_ok = live & (key > self.last_key[:, None])
+        shift_ok = ((self._shift_amount <= left) & ((self._shift_amount < left) | any_sounding)
+                    & ~self.after_short_shift[:, None])  # (B, max_shift)
+        cc_ok = live & (self._cc_key > last_key)  # (B, n_cc * 128)
         if self.no_repeat_cc:
-            cur = self.cc_value.gather(1, self.lane[None].expand(B, -1))
-            cc_ok = cc_ok & (self.value[None] != cur)
-        event = torch.where(kind == VEL, vel_ok, torch.where(kind == OFF, off_ok, torch.where(
-            kind == SHIFT, shift_ok, torch.where(kind == CC, cc_ok, False))))
-        event = event & room
+            cc_ok = cc_ok & (self._cc_value != self.cc_value.repeat_interleave(128, dim=1))
         # an empty window may end only where nothing else fits (the last step, or no room for a note)
         content = (self.has_note & self.has_cc | (rem <= 2) | (self.elapsed >= self.n_steps - 1))[:, None]
-        eos_ok = (~any_sounding & ~self.after_short_shift[:, None] & content) | ~room
-        ids = torch.arange(kind.shape[1], device=kind.device)[None]
-        mask = torch.where(ids == EOS, eos_ok, event)
+        eos_ok = (~any_sounding & ~self.after_short_shift[:, None] & content) | ~room  # (B, 1)
+        special = torch.zeros(B, tk.vel0, dtype=torch.bool, device=room.device)
+        special[:, EOS] = eos_ok[:, 0]
+        n_vel = tk.on0 - tk.vel0
+        mask = torch.cat([special, (vel_ok & room).expand(B, n_vel), torch.zeros_like(on_ok), off_ok & room,
+                          shift_ok & room, cc_ok & room], dim=1)
         # right after VELOCITY the only choice is its NOTE_ON
-        mask = torch.where(self.after_vel[:, None], (kind == ON) & on_ok, mask)
+        after_vel = self.after_vel
+        if bool(after_vel.any()):
+            mask[after_vel] = False
+            mask[after_vel, tk.on0:tk.off0] = on_ok[after_vel]
         mask[:, EOS] |= ~mask.any(1)  # never strand a row (the rules above should already prevent it)
-        return torch.where(self.done[:, None], ids == PAD, mask)
+        if bool(self.done.any()):
+            mask[self.done] = False
+            mask[self.done, PAD] = True
+        return mask
 
     def update(self, tokens: torch.Tensor) -> None:
         """Advance every unfinished row by its token ``tokens`` (B,) long."""

@@ -61,7 +61,6 @@ class Grammar:
         # order key of an event within its grid step: OFF p -> p, CC lane l -> 256 + l, ON p -> 512 + p
         self.key = torch.where(self.kind == OFF, self.pitch, torch.where(
             self.kind == CC, 256 + self.lane, torch.where(self.kind == ON, 512 + self.pitch, -1)))
-        self.shift_ids = ids[self.kind == SHIFT]  # (max_shift,)
         # the same quantities per block of the layout, for ``allowed``
         if not (tk.vel0 > EOS and tk.vel0 < tk.on0 < tk.off0 < tk.shift0 < tk.cc0 < tk.vocab_size):
             raise ValueError("Grammar expects the layout specials | velocity | on | off | shift | cc")
@@ -70,6 +69,7 @@ class Grammar:
         self._shift_amount = self.amount[tk.shift0:tk.cc0][None]  # (1, max_shift)
         self._cc_key = self.key[tk.cc0:][None]  # (1, n_cc * 128)
         self._cc_value = self.value[tk.cc0:][None]
+        self._pad_only = (ids == PAD)[None]  # (1, V) what a finished row may emit
         # per-row state
         self.sounding = torch.zeros(B, 128, dtype=torch.bool, device=dev)
         self.cc_value = torch.full((B, self.n_cc), -1, dtype=torch.long, device=dev)
@@ -118,21 +118,14 @@ class Grammar:
         # an empty window may end only where nothing else fits (the last step, or no room for a note)
         content = (self.has_note & self.has_cc | (rem <= 2) | (self.elapsed >= self.n_steps - 1))[:, None]
         eos_ok = (~any_sounding & ~self.after_short_shift[:, None] & content) | ~room  # (B, 1)
+        after_vel = self.after_vel[:, None]  # right after VELOCITY the only choice is its NOTE_ON
+        free = room & ~after_vel
         special = torch.zeros(B, tk.vel0, dtype=torch.bool, device=room.device)
-        special[:, EOS] = eos_ok[:, 0]
-        n_vel = tk.on0 - tk.vel0
-        mask = torch.cat([special, (vel_ok & room).expand(B, n_vel), torch.zeros_like(on_ok), off_ok & room,
-                          shift_ok & room, cc_ok & room], dim=1)
-        # right after VELOCITY the only choice is its NOTE_ON
-        after_vel = self.after_vel
-        if bool(after_vel.any()):
-            mask[after_vel] = False
-            mask[after_vel, tk.on0:tk.off0] = on_ok[after_vel]
+        special[:, EOS] = (eos_ok & ~after_vel)[:, 0]
+        mask = torch.cat([special, (vel_ok & free).expand(B, tk.on0 - tk.vel0), on_ok & after_vel, off_ok & free,
+                          shift_ok & free, cc_ok & free], dim=1)
         mask[:, EOS] |= ~mask.any(1)  # never strand a row (the rules above should already prevent it)
-        if bool(self.done.any()):
-            mask[self.done] = False
-            mask[self.done, PAD] = True
-        return mask
+        return torch.where(self.done[:, None], self._pad_only, mask)
 
     def update(self, tokens: torch.Tensor) -> None:
         """Advance every unfinished row by its token ``tokens`` (B,) long."""

@@ -141,6 +141,16 @@ def test_cpu_slots_share_the_cores():
     assert slots.cpu_threads_per_step(2, ["cpu:3"] * 5) == ["cpu:7"] * 2  # 2 left of 5: the 15 threads shared
 
 
+def test_cpu_slot_keeps_malloc_in_the_heap_unless_the_user_set_it(monkeypatch):
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # apply_slot writes a copy; the real one stays as it was
+    os.environ["GLIBC_TUNABLES"] = "glibc.rtld.optional_static_tls=2048"
+    slots.apply_slot("cpu:1")
+    assert os.environ["GLIBC_TUNABLES"] == "glibc.rtld.optional_static_tls=2048:" + slots.MALLOC_TUNABLES
+    os.environ["GLIBC_TUNABLES"] = "glibc.malloc.trim_threshold=0"
+    slots.apply_slot("cpu:1")
+    assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.trim_threshold=0"
+
+
 def test_parallel_cpu_workers_cap_the_kernels_threads(notebooks, tmp_path):
     out = tmp_path / "out"
     steps = [Step(f"train{i}", "threads", {"out_file": str(out / f"t{i}.txt")}, parallel=True) for i in range(2)]

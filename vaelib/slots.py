@@ -13,6 +13,12 @@ import signal
 import threading
 
 CPU_SLOT = "cpu:"  # a device slot "cpu:<n>" is a CPU worker limited to n threads
+# glibc malloc for CPU workers: keep freed blocks in the heap instead of returning them to the kernel. By default a
+# `small` training step mmaps and unmaps its big activations (the 4,096 x 1,603 logits are 26 MB) and the kernel
+# zeroes fresh pages every step: the tunables below halved a 1-thread training's system time (5.3 s -> 2.1 s per
+# 84 steps) and made its steps 1-8 % faster, run side by side with a default process. Peak RSS was unchanged
+# (~1.25 GB). Ignored by other C libraries.
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
 
 
 def cpu_threads(slot: str) -> int:
@@ -27,10 +33,13 @@ def current_slot() -> str:
 
 def apply_slot(slot: str) -> None:
     """Pin this process, and the kernels it starts, to one GPU or to n CPU threads: papermill kernels inherit the
-    environment, and torch, MKL and numba read the thread caps when they load."""
+    environment, and torch, MKL and numba read the thread caps when they load (glibc its ``MALLOC_TUNABLES``)."""
     if slot.startswith(CPU_SLOT):
         n = str(cpu_threads(slot))
         os.environ.update(OMP_NUM_THREADS=n, MKL_NUM_THREADS=n, NUMBA_NUM_THREADS=n, CUDA_VISIBLE_DEVICES="")
+        mine = os.environ.get("GLIBC_TUNABLES", "")
+        if "glibc.malloc." not in mine:  # the user's own malloc tunables win
+            os.environ["GLIBC_TUNABLES"] = ":".join(t for t in (mine, MALLOC_TUNABLES) if t)
     else:
         os.environ["CUDA_VISIBLE_DEVICES"] = slot
     os.environ["VAELIB_DEVICE_SLOT"] = slot

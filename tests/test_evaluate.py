@@ -161,13 +161,14 @@ def test_table1_shows_a_paper_control_as_its_own_row(tiny_run):
     assert list(df["n_seeds"]) == [2, 1] and df.loc[1, "runs"] == "z16_paper"
     main_obj = objective_label(ExperimentConfig.load(tiny_run / "z16" / "config.json").to_dict()["train"])
     assert df.loc[0, "objective"] == main_obj and main_obj.startswith("recommended")
-    assert df.loc[1, "objective"] == objective_label(literal.to_dict()["train"]) == "paper (β_max=8, no defences)"
+    control_obj = objective_label(literal.to_dict()["train"])
+    assert df.loc[1, "objective"] == control_obj == "paper (β_max=8, no defences; 10 epochs)"
     one = json.loads((tiny_run / "z16" / "metrics.json").read_text())
     assert df.loc[1, "collapsed"] == one["collapsed"] and df.loc[1, "cc_me"] == pytest.approx(one["cc_me"]["value"])
     csv = pd.read_csv(tiny_run / "table_control" / "table1.csv")
     assert list(csv["control"]) == [False, True]
     md = (tiny_run / "table_control" / "table1.md").read_text()
-    assert "control: paper (β_max=8, no defences)" in md
+    assert "control: paper (β_max=8, no defences; 10 epochs)" in md
     verdicts = pd.read_csv(tiny_run / "table_control" / "table1_runs.csv")
     assert list(verdicts["run"]) == ["z16_s0", "z16_s1", "z16_paper"]
     assert all(v.startswith("collapsed" if c else "uses z") for v, c in zip(verdicts["verdict"], verdicts["collapsed"]))

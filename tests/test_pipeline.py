@@ -194,6 +194,10 @@ def test_plan_adds_one_literal_objective_control_unless_told_not_to(tmp_path):
     assert control.parameters["epochs"] == 2 and control.parameters["beta_max"] < 0  # same budget, paper's beta
     literal = get_preset(control.parameters["preset"]).train
     assert literal.free_bits == literal.word_dropout == literal.beta_zero_frac == 0
+    small, small_ctl = get_preset("small"), get_preset(literal_variant("small"))
+    assert small_ctl.model == small.model and small_ctl.data == small.data and small_ctl.train.beta_max == 8
+    # the small control trains half the budget (all 4 beta cycles, each half as long); an EPOCHS override sets both
+    assert small_ctl.train.epochs * 2 == small.train.epochs and small_ctl.train.n_cycles == small.train.n_cycles
     assert control.name in by["03_evaluate"].depends and str(out / "z16_paper" / "run.json") in by["03_evaluate"].inputs
     assert control.name not in by["06_listening_test"].depends  # the listening kit compares the main runs only
     without = plan("tiny", [16, 32], [0], "synthetic", out, control=False)

@@ -8,7 +8,8 @@ the whole run exit non-zero. Independent steps (the trainings; later the latent-
 notebooks) run side by side: one per GPU with several CUDA GPUs, else in CPU workers sharing the cores (``vaelib.slots``).
 
 Besides the main runs, one control (``02_train_z{D}_paper``, smallest D) trains the same architecture with the paper's
-literal objective, so Table 1 shows the collapse next to the recommended objective (``--no-control`` skips it).
+literal objective (the preset's ``-paper`` variant; ``small-paper`` trains half of ``small``'s epochs), so Table 1
+shows the collapse next to the recommended objective (``--no-control`` skips it).
 
 CLI: ``python -m vaelib.pipeline --preset small --latent-dims 128 256 384 512 --seeds 0 --data synthetic --out results/small``
 """

@@ -39,9 +39,10 @@ def objective_label(train: dict) -> str:
     """The training objective of a run in words, from its config's ``train`` section (``config.json``)."""
     beta = f"β_max={train.get('beta_max', float('nan')):g}"
     fb, bz, wd = (float(train.get(k, 0.0)) for k in ("free_bits", "beta_zero_frac", "word_dropout"))
+    budget = f"; {train['epochs']} epochs" if "epochs" in train else ""
     if fb == bz == wd == 0:
-        return f"paper ({beta}, no defences)"
-    return f"recommended ({beta}; free bits {fb:g}, β=0 for {bz:.0%} of a cycle, word dropout {wd:g})"
+        return f"paper ({beta}, no defences{budget})"
+    return f"recommended ({beta}; free bits {fb:g}, β=0 for {bz:.0%} of a cycle, word dropout {wd:g}{budget})"
 
 
 def run_objective(run_dir) -> str:

@@ -16,8 +16,8 @@ spread. A size is flagged ``collapsed`` unless its usage gap's CI lies above ``C
 unit is active (``evaluate.is_collapsed``).
 
 Controls: a ``z{D}_paper`` folder (the same architecture trained with the paper's literal objective) gets its own
-row after the main sizes (``control`` True, its ``objective`` spelled out); it is never pooled with the seeds of
-``z{D}`` nor paired-tested. ``table1_runs.csv`` gives every run folder a one-line verdict ("uses z" / "collapsed").
+row after the main sizes (``control`` True, its ``objective`` and epochs spelled out); it is never pooled with the
+seeds of ``z{D}`` nor paired-tested. ``table1_runs.csv`` gives every run folder a one-line verdict ("uses z" / "collapsed").
 """
 from __future__ import annotations
 

@@ -170,14 +170,14 @@ def test_plan_follows_the_contract(tmp_path):
     by = {s.name: s for s in steps}
     out = (tmp_path / "o").resolve()
     assert by["01_dataset_curation"].parameters == dict(source="synthetic", n_examples=40, seed=0, preset="tiny",
-                                                        out_dir=str(out / "data"))
-    assert by["02_train_z32_s1"].parameters["run_dir"] == str(out / "z32_s1")
-    assert by["05_explorer"].parameters["run_dir"] == str(out / "z32_s0")  # the largest latent size
+                                                        out_dir="data")  # relative to OUT, the notebooks' cwd
+    assert by["02_train_z32_s1"].parameters["run_dir"] == "z32_s1"
+    assert by["05_explorer"].parameters["run_dir"] == "z32_s0"  # the largest latent size
     assert set(by["03_evaluate"].depends) == {"01_dataset_curation", *[n for n in names if n.startswith("02_")]}
     # curation and evaluation run alone; the trainings side by side, then the notebooks that read one run each
     assert [[s.name for s in g] for g in groups(steps)] == [names[:1], names[1:5], names[5:6], names[6:]]
     single = plan("tiny", [16], [3], "synthetic", out)
-    assert single[1].parameters["run_dir"] == str(out / "z16") and single[1].parameters["seed"] == 3
+    assert single[1].parameters["run_dir"] == "z16" and single[1].parameters["seed"] == 3
     assert single[0].parameters["n_examples"] == 120  # the preset's corpus size
 
 
@@ -190,7 +190,7 @@ def test_plan_adds_one_literal_objective_control_unless_told_not_to(tmp_path):
     control = by["02_train_z16_paper"]  # the smallest size, once, whatever the number of seeds
     assert [s.name for s in steps].count("02_train_z16_paper") == 1 and control.parallel
     assert control.parameters["preset"] == literal_variant("tiny")
-    assert control.parameters["run_dir"] == str(out / "z16_paper") and control.parameters["seed"] == 3
+    assert control.parameters["run_dir"] == "z16_paper" and control.parameters["seed"] == 3
     assert control.parameters["epochs"] == 2 and control.parameters["beta_max"] < 0  # same budget, paper's beta
     literal = get_preset(control.parameters["preset"]).train
     assert literal.free_bits == literal.word_dropout == literal.beta_zero_frac == 0

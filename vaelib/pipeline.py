@@ -44,7 +44,9 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 
 @dataclass(frozen=True)
 class Step:
-    """One papermill execution. Paths in ``parameters``, ``inputs`` and ``outputs`` are absolute."""
+    """One papermill execution. Paths in ``parameters`` are relative to the output folder (the notebooks run with it
+    as their working directory, so no executed notebook records a machine path); ``inputs`` and ``outputs`` are
+    absolute."""
 
     name: str  # unique; the executed notebook is OUT/notebooks/<name>.ipynb
     notebook: str  # notebook stem in the notebooks folder, e.g. "02_train"
@@ -90,15 +92,19 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
     out = Path(out).resolve()
     latent_dims, seeds = [int(d) for d in latent_dims], [int(s) for s in seeds]
     cfg = get_preset(preset)
-    data_dir = str(out / "data")
+    data_dir = "data"
     source = data if data == "synthetic" else str(Path(data).resolve())
     report = str(out / "data" / "report.json")
+
+    def rel(path) -> str:
+        """A parameter path: relative to ``out``, the notebooks' working directory."""
+        return Path(os.path.relpath(path, out)).as_posix()
 
     def run_dir(dim: int, seed: int) -> Path:
         return out / (f"z{dim}" if len(seeds) == 1 else f"z{dim}_s{seed}")
 
     steps = [Step("01_dataset_curation", "01_dataset_curation",
-                  dict(source=source, n_examples=int(n_examples or cfg.data.n_examples), seed=cfg.data.seed,
+                  dict(source=source if data == "synthetic" else rel(source), n_examples=int(n_examples or cfg.data.n_examples), seed=cfg.data.seed,
                        preset=preset, out_dir=data_dir),
                   inputs=() if data == "synthetic" else (source,), outputs=(report,))]
     train = {}
@@ -107,7 +113,7 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
             name = f"02_train_z{dim}" + ("" if len(seeds) == 1 else f"_s{seed}")
             train[dim, seed] = name
             steps.append(Step(name, "02_train",
-                              dict(preset=preset, latent_dim=dim, data_dir=data_dir, run_dir=str(run_dir(dim, seed)),
+                              dict(preset=preset, latent_dim=dim, data_dir=data_dir, run_dir=rel(run_dir(dim, seed)),
                                    seed=seed, epochs=int(epochs), beta_max=float(beta_max), max_steps=int(max_steps),
                                    limit=int(limit)),
                               depends=("01_dataset_curation",), inputs=(report,),
@@ -121,27 +127,26 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
         ctl = out / f"z{dim}_paper"
         controls, control_records = (f"02_train_z{dim}_paper",), (str(ctl / "run.json"),)
         steps.append(Step(controls[0], "02_train",
-                          dict(preset=variant, latent_dim=dim, data_dir=data_dir, run_dir=str(ctl), seed=seeds[0],
+                          dict(preset=variant, latent_dim=dim, data_dir=data_dir, run_dir=rel(ctl), seed=seeds[0],
                                epochs=int(epochs), beta_max=-1.0, max_steps=int(max_steps), limit=int(limit)),
                           depends=("01_dataset_curation",), inputs=(report,), outputs=control_records, parallel=True))
     steps.append(Step("03_evaluate", "03_evaluate",
-                      dict(preset=preset, results_dir=str(out), latent_dims=latent_dims, data_dir=data_dir,
-                           limit=int(limit), out_dir=str(out)),
+                      dict(preset=preset, results_dir=".", latent_dims=latent_dims, data_dir=data_dir,
+                           limit=int(limit), out_dir="."),
                       depends=(*all_runs, *controls), inputs=(report, *run_records, *control_records),
                       outputs=(str(out / "table1.csv"),)))
     for dim in latent_dims:
         first = run_dir(dim, seeds[0])
         steps.append(Step(f"04_latent_space_z{dim}", "04_latent_space",
-                          dict(run_dir=str(first), data_dir=data_dir, latent_dim=dim),
+                          dict(run_dir=rel(first), data_dir=data_dir, latent_dim=dim),
                           depends=("01_dataset_curation", train[dim, seeds[0]]),
                           inputs=(report, str(first / "run.json")), parallel=True))
     largest = run_dir(max(latent_dims), seeds[0])
-    steps.append(Step("05_explorer", "05_explorer", dict(run_dir=str(largest), data_dir=data_dir),
+    steps.append(Step("05_explorer", "05_explorer", dict(run_dir=rel(largest), data_dir=data_dir),
                       depends=("01_dataset_curation", train[max(latent_dims), seeds[0]]),
                       inputs=(report, str(largest / "run.json")), parallel=True))
     steps.append(Step("06_listening_test", "06_listening_test",
-                      dict(results_dir=str(out), latent_dims=latent_dims, data_dir=data_dir,
-                           out_dir=str(out / "listening")),
+                      dict(results_dir=".", latent_dims=latent_dims, data_dir=data_dir, out_dir="listening"),
                       depends=all_runs, inputs=(report, *run_records), parallel=True))
     return steps
 
@@ -156,18 +161,108 @@ def find_notebook(notebooks_dir, stem: str) -> Path | None:
 
 
 # ---------------------------------------------------------------- execution
+def kernel_manager_class():
+    """The kernel manager papermill starts each notebook's kernel with: IPC transport (Unix sockets in Jupyter's
+    runtime folder) where the OS has it, so the kernel's messages never travel over TCP and ipykernel has no
+    unencrypted-TCP warning to give. TCP (the Jupyter default) on Windows."""
+    from jupyter_client import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
+    from traitlets import default
+
+    if os.name == "nt":
+        return AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _transport_default(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _ip_default(self) -> str:  # socket files <this>-<port number>, removed when the kernel shuts down
+            runtime = Path(jupyter_runtime_dir())
+            runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
+            return str(runtime / f"kernel-{uuid.uuid4().hex[:12]}-ipc")
+
+    return IPCKernelManager
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def _widget_text(model_id: str, state: dict) -> str:
+    """Plain text of a saved widget: a progress bar (tqdm's box of HTML, progress, HTML) as its final line;
+    "" for any other widget."""
+    import re
+
+    def text(mid: str) -> str:
+        m = state.get(mid.removeprefix("IPY_MODEL_"), {}).get("state", {})
+        name = m.get("_model_name", "")
+        if name in ("HTMLModel", "LabelModel"):
+            return html.unescape(re.sub(r"<[^>]+>", "", str(m.get("value", "")))).replace("\u2007", " ").strip()
+        if name in ("FloatProgressModel", "IntProgressModel"):
+            return "|"
+        if name in ("HBoxModel", "VBoxModel", "BoxModel"):
+            return " ".join(t for t in (text(c) for c in m.get("children", [])) if t)
+        return ""
+
+    m = state.get(model_id, {}).get("state", {})
+    kids = [state.get(c.removeprefix("IPY_MODEL_"), {}).get("state", {}).get("_model_name", "")
+            for c in m.get("children", [])]
+    return text(model_id) if any("Progress" in k for k in kids) else ""
+
+
+def plain_outputs(nb) -> None:
+    """Replace every widget output of ``nb`` by plain text (in place) and drop the saved widget state: a static
+    page cannot run widgets (offline they render as nothing), so a progress bar becomes its final text line and
+    an interactive widget a note to open the notebook in Jupyter."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if WIDGET_VIEW not in data:
+                continue
+            line = _widget_text(data[WIDGET_VIEW].get("model_id", ""), state)
+            out["data"] = {"text/plain": line or ("[interactive widget: open the .ipynb in Jupyter to use it; "
+                                                  "the static results below are what this page can show]")}
+    nb.metadata.pop("widgets", None)
+
+
+def _share_theme_css(body: str, folder: Path) -> str:
+    """Move the page's head ``<style>`` blocks (nbconvert's theme, ~260 kB, the same for every notebook) into one
+    ``notebook-<hash>.css`` beside the page, linked from it."""
+    import hashlib
+    import re
+
+    head_end = body.find("</head>")
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", body[:max(head_end, 0)], flags=re.S)
+    if not styles:
+        return body
+    css = "\n".join(styles)
+    name = f"notebook-{hashlib.sha256(css.encode()).hexdigest()[:10]}.css"
+    if not (folder / name).exists():
+        tmp = folder / f"{name}.{os.getpid()}.tmp"
+        tmp.write_text(css, encoding="utf-8")
+        os.replace(tmp, folder / name)
+    head = re.sub(r"<style[^>]*>.*?</style>\s*", "", body[:head_end], flags=re.S)
+    return head + f'<link rel="stylesheet" href="{name}">\n' + body[head_end:]
+
+
 def to_html(ipynb, html_path) -> Path:
-    """Convert an executed (possibly partial) notebook to standalone HTML; images and audio are embedded."""
+    """Convert an executed (possibly partial) notebook to HTML: images and audio players embedded, widgets as plain
+    text (``plain_outputs``), the theme CSS shared by the pages of one folder (``_share_theme_css``)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(str(ipynb), as_version=4))
-    Path(html_path).write_text(body, encoding="utf-8")
+    nb = nbformat.read(str(ipynb), as_version=4)
+    plain_outputs(nb)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    Path(html_path).write_text(_share_theme_css(body, Path(html_path).parent), encoding="utf-8")
     return Path(html_path)
 
 
 def execute(step: Step, notebook: str, out: str, log_output: bool = False) -> StepResult:
-    """Run one step with papermill (cwd = the notebook's folder) and convert the result to HTML. ``log_output``
+    """Run one step with papermill (cwd = ``out``, which the step's parameter paths are relative to) and convert
+    the result to HTML. ``log_output``
     streams the cell output to the log as it runs. Never raises for a notebook failure: the partial notebook is
     converted and the result says FAILED."""
     import papermill
@@ -182,7 +277,8 @@ def execute(step: Step, notebook: str, out: str, log_output: bool = False) -> St
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(str(notebook), str(ipynb), parameters=step.parameters, kernel_name="python3",
-                                   cwd=str(Path(notebook).parent), progress_bar=False, log_output=log_output)
+                                   cwd=str(out.resolve()), progress_bar=False, log_output=log_output,
+                                   kernel_manager_class=kernel_manager_class())
     except Exception as e:  # papermill has already saved the partial notebook with the error cell
         result.status = FAILED
         result.error = (f"cell {e.cell_index}: {e.ename}: {e.evalue}" if hasattr(e, "ename")  # the notebook raised
@@ -232,12 +328,126 @@ def _log(msg: str) -> None:
     print(f"[pipeline {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+# ---------------------------------------------------------------- progress
+def _clock(sec: float) -> str:
+    sec = max(int(sec), 0)
+    return f"{sec // 3600}:{sec // 60 % 60:02d}:{sec % 60:02d}" if sec >= 3600 else f"{sec // 60}:{sec % 60:02d}"
+
+
+def training_progress(run_dir, max_steps: int = 0) -> tuple[str, float | None]:
+    """(what a training run is doing, fraction done or None) from the files it writes as it goes: ``config.json``
+    (epochs), ``metrics.jsonl`` (step and epoch per logged row; the first validation row, at the end of epoch 1,
+    gives the steps per epoch), ``run.json`` (status) and ``metrics.json`` (written when it has been scored)."""
+    run_dir = Path(run_dir)
+    try:
+        epochs = int(json.loads((run_dir / "config.json").read_text())["train"]["epochs"])
+    except (OSError, ValueError, KeyError):
+        return "starting", None
+    try:
+        status = json.loads((run_dir / "run.json").read_text()).get("status", "")
+    except (OSError, ValueError):
+        status = ""
+    if status == "finished":
+        return "training done, scoring on the test split", None
+    rows = []
+    try:
+        with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+    except (OSError, ValueError):
+        pass
+    if not rows:
+        return f"training, epoch 1/{epochs}", None
+    step, epoch = int(rows[-1].get("step", 0)), int(rows[-1].get("epoch", 0))
+    val = next((r for r in rows if r.get("split") == "val"), None)
+    if val is None:
+        return f"training, step {step}, epoch {epoch + 1}/{epochs}", None
+    total = int(val["step"]) // (int(val.get("epoch", 0)) + 1) * epochs
+    total = min(total, max_steps) if max_steps else total
+    return f"training, step {step}/{total}, epoch {min(epoch + 1, epochs)}/{epochs}", min(step / max(total, 1), 1.0)
+
+
+class Heartbeat:
+    """One progress line every ``every`` seconds while steps run: elapsed time, steps done, and each running step
+    with its elapsed time, what it is doing (trainings: ``training_progress``) and an ETA where one can be measured
+    (a training's pace so far; otherwise the step's wall time in the last run that finished it)."""
+
+    def __init__(self, steps: list[Step], out: Path, state: dict, every: float = 30.0):
+        import threading
+
+        self.steps, self.out, self.every, self.t0 = {s.name: s for s in steps}, out, every, time.time()
+        self.previous = {n: float(v.get("wall_sec", 0)) for n, v in state.items() if n in self.steps}
+        self.started: dict[str, float] = {}
+        self.waiting: list[str] = []  # submitted to a pool, not started yet
+        self.workers = 1
+        self.done = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="pipeline-heartbeat")
+
+    def __enter__(self):
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+    def submit(self, names: list[str], workers: int) -> None:
+        """Steps handed to a pool of ``workers``: the first ones run, the rest wait their turn (FIFO)."""
+        with self._lock:
+            self.workers, self.waiting = workers, list(names)
+            self._promote()
+
+    def start(self, name: str) -> None:
+        with self._lock:
+            self.started[name] = time.time()
+
+    def finish(self, name: str, counted: bool = True) -> None:
+        with self._lock:
+            self.started.pop(name, None)
+            self.done += counted
+            self._promote()
+
+    def _promote(self) -> None:
+        while self.waiting and len(self.started) < self.workers:
+            self.started[self.waiting.pop(0)] = time.time()
+
+    def describe(self, name: str, now: float) -> str:
+        step, ran = self.steps[name], now - self.started[name]
+        what, frac = "", None
+        if step.notebook == "02_train" and "run_dir" in step.parameters:
+            what, frac = training_progress(self.out / step.parameters["run_dir"],
+                                           int(step.parameters.get("max_steps", 0)))
+        if frac:
+            eta = f"training ETA {_clock(ran / frac - ran)}"
+        elif self.previous.get(name):
+            eta = f"ETA ~{_clock(self.previous[name] - ran)} (took {_clock(self.previous[name])} last time)"
+        else:
+            eta = "ETA unknown (first run of this step)"
+        return f"{name} {_clock(ran)}" + (f", {what}" if what else "") + f", {eta}"
+
+    def line(self) -> str:
+        now = time.time()
+        with self._lock:
+            running = [self.describe(n, now) for n in self.started]
+            waiting = len(self.waiting)
+            done = self.done
+        return (f"elapsed {_clock(now - self.t0)}, {done}/{len(self.steps)} steps done; running: "
+                + ("; ".join(running) or "none") + (f"; {waiting} queued" if waiting else ""))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            _log(self.line())
+
+
 def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, salt: str | Callable = "",
-              devices: list[str] | None = None, log_output: bool = False) -> list[StepResult]:
+              devices: list[str] | None = None, log_output: bool = False,
+              heartbeat_sec: float = 30.0) -> list[StepResult]:
     """Run ``steps`` in order (consecutive ``parallel`` steps side by side, one per device when ``devices``).
 
     ``salt`` is a string or ``salt(notebook_path) -> str`` (the library code the notebook depends on).
     Returns one StepResult per step; writes the executed notebooks, their HTML and the state file under ``out``.
+    Every ``heartbeat_sec`` (0: never) a progress line goes to stderr (``Heartbeat``).
     """
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -285,16 +495,21 @@ def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, sal
         else:
             state.pop(step.name, None)
         save_state(out, state)
-        _log(f"{step.name}: {result.status} ({result.wall_sec:.1f} s) {result.error[:300]}".rstrip())
+        _log(f"{step.name}: {result.status} ({_clock(result.wall_sec)}) {result.error[:300]}".rstrip())
+        beat.finish(step.name)
 
-    for group in groups(steps) if devices else [[s] for s in steps]:
-        todo = [(s, *p) for s in group if (p := prepare(s)) is not None]
-        if devices and len(todo) > 1:
-            _run_parallel(todo, out, devices, record, log_output)
-            continue
-        for step, notebook, key, why in todo:
-            _log(f"{step.name}: running {notebook.name} ({why})")
-            record(step, key, execute(step, str(notebook), str(out), log_output))
+    with Heartbeat(steps, out, dict(state), heartbeat_sec) as beat:
+        for group in groups(steps) if devices else [[s] for s in steps]:
+            todo = [(s, *p) for s in group if (p := prepare(s)) is not None]
+            beat.done += len(group) - len(todo)  # skipped, blocked or missing
+            if devices and len(todo) > 1:
+                beat.submit([t[0].name for t in todo], min(len(devices), len(todo)))
+                _run_parallel(todo, out, devices, record, log_output)
+                continue
+            for step, notebook, key, why in todo:
+                _log(f"{step.name}: running {notebook.name} ({why})")
+                beat.start(step.name)
+                record(step, key, execute(step, str(notebook), str(out), log_output))
     return [results[s.name] for s in steps]
 
 
@@ -324,6 +539,29 @@ def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool 
 
 
 # ---------------------------------------------------------------- whole run
+REPO = Path(__file__).resolve().parent.parent
+
+
+def portable_path(path, out) -> str:
+    """A path as a report may record it: relative to ``out`` when it is inside it, else relative to the
+    repository when it is inside that (``notebooks``), else relative to ``out`` (``../midi``)."""
+    p, out = Path(path).resolve(), Path(out).resolve()
+    if p == out or out in p.parents or not (p == REPO or REPO in p.parents):
+        return Path(os.path.relpath(p, out)).as_posix()
+    return p.relative_to(REPO).as_posix() or "."
+
+
+def portable_command(argv: list[str], out) -> str:
+    """The pipeline's command line with the output folder written ``OUT`` and any other absolute path made
+    relative to it, so the record names no folder of the machine that ran it."""
+    words = []
+    for a in argv:
+        if os.path.isabs(a):
+            a = "OUT" if Path(a).resolve() == Path(out).resolve() else portable_path(a, out)
+        words.append(a)
+    return " ".join(["python -m vaelib.pipeline", *words])
+
+
 
 def run_pipeline(steps: list[Step], notebooks_dir, out, *, config: dict | None = None, force: bool = False,
                  salt: str | Callable = "", devices: list[str] | None = None, log_output: bool = False) -> dict:
@@ -336,7 +574,7 @@ def run_pipeline(steps: list[Step], notebooks_dir, out, *, config: dict | None =
     t0 = time.time()
     results = run_steps(steps, notebooks_dir, out, force=force, salt=salt, devices=devices, log_output=log_output)
     summary = dict(ok=all(r.status in DONE for r in results), config=config or {},
-                   notebooks_dir=str(Path(notebooks_dir).resolve()),
+                   notebooks_dir=portable_path(notebooks_dir, out),
                    started=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
                    wall_sec=round(time.time() - t0, 3), parallel_devices=devices or [],
                    steps=[dataclasses.asdict(r) for r in results])
@@ -377,10 +615,17 @@ def main(argv=None) -> int:
     steps = plan(a.preset, a.latent_dims, a.seeds, a.data, out, n_examples=a.n_examples, epochs=a.epochs,
                  max_steps=a.max_steps, limit=a.limit, control=not a.no_control)
     control = next((s.parameters["preset"] for s in steps if s.name.endswith("_paper")), None)
-    config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds, data=a.data, control=control,
-                  n_examples=steps[0].parameters["n_examples"], epochs=a.epochs, max_steps=a.max_steps,
-                  limit=a.limit, preset_config=preset_cfg.to_dict(),
-                  command=" ".join(["python -m vaelib.pipeline", *(sys.argv[1:] if argv is None else argv)]))
+    resolved = get_preset(a.preset, epochs=a.epochs or None).to_dict()
+    resolved["model"]["latent_dim"] = f"one run per size: {', '.join(map(str, a.latent_dims))}"
+    resolved["data"]["n_examples"] = steps[0].parameters["n_examples"]
+    config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds,
+                  data=a.data if a.data == "synthetic" else portable_path(a.data, out),
+                  control=control,
+                  control_epochs=control and get_preset(control, epochs=a.epochs or None).train.epochs,
+                  n_examples=steps[0].parameters["n_examples"], epochs=resolved["train"]["epochs"],
+                  max_steps=a.max_steps or "none", limit=a.limit or "the whole test split",
+                  preset_config=resolved,
+                  command=portable_command(sys.argv[1:] if argv is None else argv, out))
     devices = [] if a.sequential else parallel_slots(max(len(g) for g in groups(steps)))
     _log(f"{len(steps)} steps -> {out}" + (f", independent steps in parallel on {devices}" if devices else ""))
     summary = run_pipeline(steps, a.notebooks_dir, out, config=config, force=a.force,

@@ -100,7 +100,8 @@ def test_write_then_read_midi_round_trip(tmp_path):
         (back,) = read_midi(path)
         assert back == perf
         assert back.source == str(path) and back.style == ""
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"p{i}.mid" for i in range(12))  # no temp files left
+    # no temp files left; each MIDI file has its controller sheet beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"p{i}.{x}" for i in range(12) for x in ("mid", "json"))
 
 
 def test_write_midi_other_grid(tmp_path):
@@ -155,7 +156,7 @@ def reference_windows(path, channel, cc_numbers, n_bars=4, steps_per_bar=32):
 
 
 def test_test04_bass_windows_match_an_independent_mido_reading():
-    cc_numbers = DEFAULT_CC_NUMBERS + (11, 10)  # test04's bass track also writes expression and pan
+    cc_numbers = DEFAULT_CC_NUMBERS + (7, 10)  # test04's bass track also writes channel volume and pan
     got = read_midi(TEST04, cc_numbers=cc_numbers)
     ref = reference_windows(TEST04, channel=4, cc_numbers=cc_numbers)  # track "Bass" (not "Bassoon")
     assert len(got) == len(ref) == 35

@@ -20,6 +20,18 @@ thinning policy (an over-budget window is decimated and counted in ``thinned``, 
 ``over_budget``; never truncated), then ``duplicate`` (identical token ids to an earlier window).
 ``windows.found == windows.accepted + sum(windows.rejected)``.
 
+Controllers. ``cc`` picks the CC numbers the tokenizer models (stored in ``tokenizer.json``, so the vocabulary,
+the model and everything downstream follow): None keeps the config's (the default table), a list such as
+``(74, 71, 16)`` or ``"74,71,16"`` takes those, and ``"auto"`` / ``"auto:N"`` takes the N (default 10) controllers
+that move in the most windows of the folder's bass parts (ties: more changes, then the lower number), found by a
+census pass before curating. Bank select, data entry, (N)RPN and channel-mode numbers are never picked. Fewer than
+10 controllers (or fewer moving ones than asked) is allowed and noted under ``warnings``.
+
+CC census (``report["cc_census"]``): for the bass parts, every CC number seen, with the windows in which it moves
+(a change after the window's opening snapshot, as ``static_cc`` counts) and its number of changes, over all windows
+found; and the same for the other parts of the files (the other channels, in 4-bar spans of the whole file).
+It names the controllers that move when every window is rejected as ``static_cc``.
+
 The 80/10/10 split is by source file: files are ranked by ``sha256(seed:relative path)`` and cut
 at the split fractions, so all windows of one song land in one split and the split does not depend
 on the order files were found in.
@@ -54,19 +66,83 @@ class IncompleteDatasetError(FileNotFoundError):
 
 
 # ---------------------------------------------------------------------------------------------- curate
+AUTO_N = 10  # controllers ``cc="auto"`` picks, as in the paper
+NOT_AUTOMATION = frozenset({0, 6, 32, 38, 96, 97, 98, 99, 100, 101, *range(120, 128)})  # never picked by auto
+
+
+def parse_cc(spec) -> tuple[int, ...] | int | None:
+    """``--cc`` value -> a tuple of CC numbers, the N of ``auto``/``auto:N`` (an int), or None (keep the config's).
+
+    Raises ValueError on anything else (numbers outside 0..127, repeats, an empty list)."""
+    if spec is None or (isinstance(spec, str) and spec.strip() in ("", "default")):
+        return None
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        if text == "auto" or text.startswith("auto:"):
+            n = int(text[5:]) if text.startswith("auto:") else AUTO_N
+            if n < 1:
+                raise ValueError(f"--cc {spec}: N must be at least 1")
+            return n
+        try:
+            spec = [int(x) for x in text.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise ValueError(f"--cc {spec!r}: give CC numbers like 74,71,1 or auto / auto:N") from None
+    numbers = tuple(int(c) for c in spec)
+    if not numbers or any(not 0 <= c <= 127 for c in numbers) or len(set(numbers)) != len(numbers):
+        raise ValueError(f"--cc {spec!r}: distinct CC numbers in 0..127, at least one")
+    return numbers
+
+
+def pick_auto(bass_census: list[dict], n: int = AUTO_N) -> tuple[int, ...]:
+    """The ``n`` most active controllers of a bass census (``report["cc_census"]["bass"]``), ascending."""
+    ranked = [r for r in bass_census if r["windows"] > 0 and r["cc"] not in NOT_AUTOMATION]
+    ranked.sort(key=lambda r: (-r["windows"], -r["changes"], r["cc"]))
+    return tuple(sorted(r["cc"] for r in ranked[:n]))
+
+
 def curate(source=None, out_dir="data", config: DataConfig | None = None, progress: bool = True,
-           **overrides) -> dict:
+           cc=None, **overrides) -> dict:
     """Curate ``source`` ("synthetic" or a MIDI folder) into ``out_dir``; returns the report dict.
 
+    ``cc``: the controllers to model (module doc, "Controllers"): None, CC numbers, or ``"auto"``/``"auto:N"``.
     ``overrides`` replace DataConfig fields (``n_examples``, ``seed``, ``min_notes``, ...) or
     TokenizerConfig fields (``max_len``, ``thinning``) by name.
     """
     config = _with_overrides(config or DataConfig(), source, overrides)
+    choice = parse_cc(cc)
+    warnings_: list[str] = []
+    chosen_by = "default" if choice is None else "list"
+    if isinstance(choice, int):
+        chosen_by = f"auto:{choice}"
+        if config.source == "synthetic":
+            warnings_.append("--cc auto on the synthetic corpus keeps the default controller table "
+                             "(the generator writes motion for whatever numbers it is given)")
+            choice = None
+        else:
+            census = _census(*_collect(config, progress), progress)
+            picked = pick_auto(census["bass"], choice)
+            if not picked:
+                moving = ", ".join(f"CC{r['cc']}" for r in census["other_parts"][:5] if r["windows"]) or "none"
+                raise ValueError(f"--cc auto: no controller moves on the bass parts of {config.source}; "
+                                 f"on the other parts: {moving}. Choose controllers with --cc 74,71,...")
+            if len(picked) < choice:
+                warnings_.append(f"--cc auto:{choice}: only {len(picked)} controller(s) move on the bass parts; "
+                                 f"modelling {len(picked)}")
+            choice = picked
+    if choice is not None:
+        config = dataclasses.replace(config, tokenizer=dataclasses.replace(config.tokenizer, cc_numbers=choice))
+    n_cc = len(config.tokenizer.cc_numbers)
+    if n_cc < AUTO_N and not warnings_:
+        warnings_.append(f"{n_cc} controller(s) modelled, fewer than the paper's {AUTO_N}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _clear_stale(out)
     tok = Tokenizer(config.tokenizer)
     items, n_files_listed = _collect(config, progress)
+    bass_moves: Counter = Counter()
+    bass_changes: Counter = Counter()
+    bass_seen: set[int] = set()
+    other: dict[int, list[int]] = {}
 
     files_rejected: Counter = Counter()
     win_rejected: Counter = Counter()
@@ -75,10 +151,16 @@ def curate(source=None, out_dir="data", config: DataConfig | None = None, progre
     n_found = n_thinned = 0
     for rel, load in tqdm(items, desc="curate", unit="file", disable=not progress):
         try:
-            windows = load()
+            windows, others = load()
         except Exception as e:  # noqa: BLE001 - any failure of one file is accounted, never fatal
             files_rejected[_reason(e)] += 1
             continue
+        _count_bass(windows, bass_moves, bass_changes, bass_seen)
+        for num, (w, c) in others.items():
+            acc = other.setdefault(num, [0, 0])
+            acc[0] += w
+            acc[1] += c
+        windows = [_select(w, config.tokenizer.cc_numbers) for w in windows]
         if not windows:
             files_rejected["no_windows"] += 1
             continue
@@ -118,11 +200,15 @@ def curate(source=None, out_dir="data", config: DataConfig | None = None, progre
         "split_files": {s: sum(v == s for v in split_of.values()) for s in SPLITS},
         "thresholds": {"min_notes": config.min_notes, "min_cc_changes": config.min_cc_changes,
                        "max_len": config.tokenizer.max_len, "thinning": config.tokenizer.thinning},
+        "controllers": {"cc_numbers": list(config.tokenizer.cc_numbers),
+                        "names": [name_of(c) for c in config.tokenizer.cc_numbers], "chosen_by": chosen_by},
+        "cc_census": _census_report(bass_moves, bass_changes, bass_seen, other, n_found),
         "styles": dict(sorted(Counter(m["style"] for m in all_meta).items())),
         **_stats(all_meta, config.tokenizer),
     }
-    report["warnings"] = [f"the {s} split is empty: {len(accepted)} usable source file(s) cannot fill 3 splits"
-                          for s in SPLITS if not report["splits"][s]]
+    report["warnings"] = warnings_ + [
+        f"the {s} split is empty: {len(accepted)} usable source file(s) cannot fill 3 splits"
+        for s in SPLITS if not report["splits"][s]]
     assert report["files"]["read"] == report["files"]["usable"] + sum(files_rejected.values())
     assert n_found == len(all_meta) + sum(win_rejected.values())
     _write_json(out / "report.json", report)
@@ -144,26 +230,90 @@ def _with_overrides(config: DataConfig, source, overrides: dict) -> DataConfig:
 
 
 def _collect(config: DataConfig, progress: bool):
-    """[(relative source name, () -> list[Performance])], and the number of files read."""
+    """[(relative source name, () -> (windows, other parts' census))], and the number of files read.
+
+    MIDI windows are read with every CC number (the census needs them all; ``_select`` keeps the modelled
+    ones, which is exactly what reading only those gives)."""
     tc = config.tokenizer
     if config.source == "synthetic":
         from vaelib.synthetic import generate_one
 
         def one(i):
-            return lambda: [generate_one(i, config.seed, config.complexity, tc.n_bars, tc.steps_per_bar,
-                                         tc.cc_numbers)]
+            return lambda: ([generate_one(i, config.seed, config.complexity, tc.n_bars, tc.steps_per_bar,
+                                          tc.cc_numbers)], {})
         items = [(f"synthetic/{config.seed}-{i:06d}", one(i)) for i in range(config.n_examples)]
         return items, len(items)
     root = Path(config.source)
     if not root.is_dir():
         raise FileNotFoundError(f"source {root} is neither 'synthetic' nor a folder")
-    from vaelib.midi import read_midi
+    from vaelib.midi import other_parts_census, read_midi
 
     paths = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES))
 
     def one(p):
-        return lambda: read_midi(p, n_bars=tc.n_bars, steps_per_bar=tc.steps_per_bar, cc_numbers=tc.cc_numbers)
+        def load():
+            windows = read_midi(p, n_bars=tc.n_bars, steps_per_bar=tc.steps_per_bar, cc_numbers=ALL_CC)
+            return windows, other_parts_census(p, n_bars=tc.n_bars)
+        return load
     return [(p.relative_to(root).as_posix(), one(p)) for p in paths], len(paths)
+
+
+ALL_CC = tuple(range(128))
+
+
+def _select(w: Performance, cc_numbers) -> Performance:
+    from vaelib.midi import select_controllers
+
+    return select_controllers(w, cc_numbers)
+
+
+def _count_bass(windows, moves: Counter, changes: Counter, seen: set) -> None:
+    """Add the windows' per-controller motion to the bass census counters."""
+    for w in windows:
+        ch = w.cc_changes()
+        n = ch[:, 1:].sum(1)
+        for i in np.nonzero(ch.any(1))[0]:
+            c = w.cc_numbers[i]
+            seen.add(c)
+            if n[i]:
+                moves[c] += 1
+                changes[c] += int(n[i])
+
+
+def _census_rows(moves, changes, numbers) -> list[dict]:
+    rows = [{"cc": int(c), "name": name_of(int(c)), "windows": int(moves.get(c, 0)), "changes": int(changes.get(c, 0))}
+            for c in numbers]
+    rows.sort(key=lambda r: (-r["windows"], -r["changes"], r["cc"]))
+    return rows
+
+
+def _census_report(moves, changes, seen, other, n_windows) -> dict:
+    return {"bass": _census_rows(moves, changes, seen),
+            "other_parts": _census_rows({k: v[0] for k, v in other.items()}, {k: v[1] for k, v in other.items()},
+                                        other),
+            "bass_windows": int(n_windows),
+            "moving_on_bass": sorted(int(c) for c in moves if moves[c])}
+
+
+def _census(items, n_files, progress: bool) -> dict:
+    """The CC census of a source without curating it (the first pass of ``cc="auto"``)."""
+    moves: Counter = Counter()
+    changes: Counter = Counter()
+    seen: set[int] = set()
+    other: dict[int, list[int]] = {}
+    n = 0
+    for _, load in tqdm(items, desc="cc census", unit="file", disable=not progress):
+        try:
+            windows, others = load()
+        except Exception:  # noqa: BLE001 - unreadable files are accounted by the curation pass
+            continue
+        n += len(windows)
+        _count_bass(windows, moves, changes, seen)
+        for num, (w, c) in others.items():
+            acc = other.setdefault(num, [0, 0])
+            acc[0] += w
+            acc[1] += c
+    return _census_report(moves, changes, seen, other, n)
 
 
 def _reason(e: Exception) -> str:
@@ -286,6 +436,30 @@ def load_report(data_dir) -> dict:
 
 def load_tokenizer(data_dir) -> Tokenizer:
     return Tokenizer(TokenizerConfig.load(_require_complete(data_dir) / "tokenizer.json"))
+
+
+def config_for_data(config, data_dir):
+    """``config`` (an ``ExperimentConfig``) with the data folder's ``TokenizerConfig`` (its controllers and
+    budget) and the vocabulary size that tokenizer has: a model trained on the folder speaks its layout."""
+    tc = TokenizerConfig.load(_require_complete(data_dir) / "tokenizer.json")
+    vocab = Tokenizer(tc).vocab_size
+    if tc == config.data.tokenizer and config.model.vocab_size == vocab:
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, tokenizer=tc),
+                               model=dataclasses.replace(config.model, vocab_size=vocab))
+
+
+def budget_error(data_dir, longest: int, model_max_len: int, preset: str) -> str:
+    """The message for data longer than the model's positions, with the exact command that fixes it."""
+    d = Path(data_dir)
+    try:
+        budget = TokenizerConfig.load(d / "tokenizer.json").max_len
+        source = json.loads((d / "data_config.json").read_text()).get("source", "SRC")
+    except (OSError, ValueError):
+        budget, source = "?", "SRC"
+    return (f"sequences of {longest} tokens exceed model.max_len={model_max_len}: {d} was curated with a "
+            f"{budget}-token budget. Curate it for this preset: python -m vaelib.curate --source {source} "
+            f"--out {d} --preset {preset} (or --max-len {model_max_len})")
 
 
 def load_performances(data_dir, split: str) -> list[Performance]:

@@ -36,8 +36,10 @@ Every failure raises ``MidiReadError`` with a machine-usable ``reason``: ``too_l
 ``bad_event``, ``too_dense``, ``no_notes``, ``no_bass``, ``not_4_4``, ``parse_error`` (anything
 else). Nothing else ever escapes ``read_midi``.
 
-Writing (``write_midi``): one mido track on channel 1 with tempo, 4/4, program 38, the CC
-snapshot at step 0 and every later CC change, written atomically.
+Writing (``write_midi``): one mido track on channel 1 with tempo, 4/4, program 38, a text meta
+event naming the controllers, the CC snapshot at step 0 and every later CC change, written
+atomically, with a sidecar ``<stem>.json`` beside it that names each CC number's controller and the
+synth parameter it drives, so a producer can map them in a DAW.
 """
 from __future__ import annotations
 
@@ -51,11 +53,11 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
-from vaelib.atomic import atomic_write
-from vaelib.controllers import DEFAULT_CC_NUMBERS
+from vaelib.atomic import atomic_write, atomic_write_text
+from vaelib.controllers import DEFAULT_CC_MAP, DEFAULT_CC_NUMBERS, describe
 from vaelib.performance import Performance
 from vaelib.smf import DRUM_CHANNEL, GM_BASS, MidiReadError  # noqa: F401  (re-exported, public here)
-from vaelib.smf import STATUS, chunks, scan_bass
+from vaelib.smf import STATUS, cc_census, chunks, scan_bass
 
 MAX_BYTES = 32 << 20  # files above this are rejected as "too_large"
 MAX_WINDOWS = 64  # windows per file: bounds time and memory on hour-long files
@@ -277,11 +279,73 @@ def _read(path, n_bars, steps_per_bar, cc_numbers, max_windows, max_bytes, max_e
                         steps_per_bar=steps_per_bar, style="", source=source) for k in range(len(windows))]
 
 
+CENSUS_MAX_WINDOWS = 1024  # census spans per file; later ones count as the last
+
+
+def other_parts_census(path, n_bars: int = 4) -> dict[int, tuple[int, int]]:
+    """CC motion on the parts of a MIDI file other than its bass channel: CC number -> (windows in which it
+    changes value on any such channel, value changes summed over them). Windows are ``n_bars``-bar spans of
+    4/4 from tick 0 over the whole file. Raises ``MidiReadError`` like ``read_midi``."""
+    try:
+        raw = Path(path).read_bytes()
+        data, tpq, _, starts, ends = chunks(raw)
+        changes, _, bass, other = cc_census(data, starts, ends, max(1, tpq * 4 * n_bars), CENSUS_MAX_WINDOWS)
+    except MidiReadError:
+        raise
+    except OSError as e:
+        raise MidiReadError("unreadable", type(e).__name__, str(path)) from e
+    mask = np.ones(16, bool)
+    if bass >= 0:
+        mask[bass] = False
+    total = changes[mask].sum(0)
+    return {int(n): (int(other[n]), int(total[n])) for n in np.nonzero(total)[0]}
+
+
+def select_controllers(perf: Performance, cc_numbers) -> Performance:
+    """``perf`` with only the lanes of ``cc_numbers``, in that order (a number ``perf`` lacks is an unset lane).
+
+    Reading with every CC number and selecting afterwards gives exactly what reading with ``cc_numbers`` gives:
+    each lane is computed on its own."""
+    import dataclasses
+
+    cc_numbers = tuple(int(c) for c in cc_numbers)
+    if cc_numbers == perf.cc_numbers:
+        return perf
+    cc = np.full((len(cc_numbers), perf.n_steps), -1, np.int16)
+    for i, c in enumerate(cc_numbers):
+        if c in perf.cc_numbers:
+            cc[i] = perf.cc[perf.cc_numbers.index(c)]
+    return dataclasses.replace(perf, cc=cc, cc_numbers=cc_numbers)
+
+
+def used_controllers(perfs: list[Performance]) -> list[Performance]:
+    """Windows restricted to the CC numbers set in any of them (ascending), e.g. after reading with all 128."""
+    used = sorted({c for p in perfs for i, c in enumerate(p.cc_numbers) if (p.cc[i] >= 0).any()})
+    return [select_controllers(p, used) for p in perfs]
+
+
 # ---------------------------------------------------------------------------- writing
-def write_midi(perf: Performance, path) -> Path:
+def controllers_text(perf: Performance, cc_map: dict[int, str] | None = None) -> str:
+    """The text meta event of a written file: ``vaelib controllers: CC74=cutoff CC71=resonance ...``."""
+    return "vaelib controllers: " + " ".join(f"CC{d['cc']}={d['synth_param'] or d['name']}"
+                                             for d in describe(perf.cc_numbers, cc_map))
+
+
+def sidecar_path(path) -> Path:
+    """``x.mid`` -> ``x.json``: the controller sheet written beside each MIDI file."""
+    return Path(path).with_suffix(".json")
+
+
+def write_midi(perf: Performance, path, cc_map: dict[int, str] | None = None, sidecar: bool = True) -> Path:
     """Write ``perf`` as a type-0 MIDI file (channel 1, program 38) with tempo, 4/4, the CC state
     at step 0 and every later CC change; atomically (temporary file, fsync, rename). Within a
-    step the order is note-offs, CCs, note-ons, as in the tokenizer."""
+    step the order is note-offs, CCs, note-ons, as in the tokenizer.
+
+    The controllers are named in a text meta event and, with ``sidecar``, in ``sidecar_path(path)``:
+    ``{"midi", "channel", "program", "controllers": [{"cc", "name", "default", "synth_param"}, ...],
+    "cc_map"}`` with ``cc_map`` (CC number -> synth parameter; default ``DEFAULT_CC_MAP``)."""
+    import json
+
     import mido
 
     path = Path(path)
@@ -298,6 +362,7 @@ def write_midi(perf: Performance, path) -> Path:
     events.sort(key=lambda e: (e[0], e[1]))  # stable: lanes stay in cc_numbers order
     track = mido.MidiTrack([
         mido.MetaMessage("track_name", name="bass", time=0),
+        mido.MetaMessage("text", text=controllers_text(perf, cc_map), time=0),
         mido.MetaMessage("set_tempo", tempo=int(round(mido.bpm2tempo(perf.tempo_bpm))), time=0),
         mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
         mido.Message("program_change", program=WRITE_PROGRAM, channel=0, time=0)])
@@ -307,6 +372,11 @@ def write_midi(perf: Performance, path) -> Path:
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=max(0, perf.n_steps * tps - now)))
     mf = mido.MidiFile(type=0, ticks_per_beat=tpq, tracks=[track])
+    if sidecar:
+        m = DEFAULT_CC_MAP if cc_map is None else cc_map
+        sheet = {"midi": path.name, "channel": 1, "program": WRITE_PROGRAM,
+                 "controllers": describe(perf.cc_numbers, m), "cc_map": {str(k): v for k, v in m.items()}}
+        atomic_write_text(sidecar_path(path), json.dumps(sheet, indent=2) + "\n")
     return atomic_write(path, lambda f: mf.save(file=f))
 
 

@@ -293,6 +293,81 @@ def scan_bass(data, starts, ends, tps, n_steps, lane_of, max_windows, max_events
     return 0, w0, end_tick, n_tick, n_pitch, n_vel, c_tick, c_num, c_val, t_tick, t_val, s_tick, s_val
 
 
+@njit(cache=True, nogil=True)
+def cc_census(data, starts, ends, window_ticks, max_windows):
+    """CC motion per channel over the whole file, for the curation census.
+
+    Walks every MTrk (validated by ``scan_bass`` before) and returns ``changes`` (16, 128): CC events that
+    change their (channel, number)'s value (the first value of a lane is a setting, not a change), and
+    ``windows`` (16, 128): how many ``window_ticks`` spans from tick 0 hold at least one change (spans past
+    ``max_windows`` count as the last). The bass channel is picked with the same policy as ``scan_bass``
+    (returned third, -1 if none); ``other_windows`` (128,), returned fourth, counts the spans in which the
+    number moves on any channel but the bass. Tracks are walked one after another, so a lane split over tracks is compared
+    within each track."""
+    n = len(starts)
+    hist, prog_seen = np.zeros((16, 128), np.int64), np.zeros((16, 128), np.uint8)
+    chunk_notes, name_span = np.zeros((n, 16), np.int64), np.full((n, 2), -1, np.int64)
+    first_on, info, cnt = np.full(16, -1, np.int64), np.zeros(4, np.int64), np.zeros(4, np.int64)
+    e8, e64 = np.empty(0, np.uint8), np.empty(0, np.int64)
+    changes = np.zeros((16, 128), np.int64)
+    windows = np.zeros((16, 128), np.int64)
+    _walk(data, starts, ends, -1, np.zeros(128, np.bool_), 2 ** 62, hist, prog_seen, chunk_notes, name_span,
+          first_on, info, e64, e8, e8, e64, e8, e8, e64, e64, e64, e64, cnt)
+    other = np.zeros(128, np.int64)
+    if info[0] != 0:
+        return changes, windows, -1, other
+    bass = _choose_bass(data, hist, prog_seen, chunk_notes, name_span) if hist.sum() > 0 else -1
+    moved = np.zeros((16, 128, max_windows), np.bool_)
+    for c in range(n):
+        p, end, tick, status = starts[c], ends[c], 0, 0
+        last = np.full((16, 128), -1, np.int64)
+        while p < end:
+            delta, p = _vlq(data, p, end)
+            if p < 0 or p >= end:
+                break
+            tick += delta
+            b = data[p]
+            if b >= 0x80:
+                p += 1
+                if b < 0xF0:
+                    status = b
+            else:
+                b = status
+            if b == 0xFF:
+                length, p = _vlq(data, p + 1, end)
+                if p < 0:
+                    break
+                p += length
+            elif b == 0xF0 or b == 0xF7:
+                length, p = _vlq(data, p, end)
+                if p < 0:
+                    break
+                p += length
+            elif b >= 0xF0 or b < 0x80:
+                break
+            else:
+                kind, ch = b & 0xF0, b & 0x0F
+                nd = 1 if kind == 0xC0 or kind == 0xD0 else 2
+                if p + nd > end:
+                    break
+                if kind == 0xB0:
+                    num, val = data[p], data[p + 1]
+                    if last[ch, num] >= 0 and last[ch, num] != val:
+                        changes[ch, num] += 1
+                        moved[ch, num, min(tick // window_ticks, max_windows - 1)] = True
+                    last[ch, num] = val
+                p += nd
+    for num in range(128):
+        for w in range(max_windows):
+            any_other = False
+            for ch in range(16):
+                if moved[ch, num, w]:
+                    windows[ch, num] += 1
+                    any_other |= ch != bass
+            other[num] += any_other
+    return changes, windows, bass, other
+
+
 # ---------------------------------------------------------------------------- container
 def chunks(data: bytes):
     """(data (n_bytes,) uint8, ticks per quarter, smpte, starts, ends (n_chunks,) of the MTrk chunks);

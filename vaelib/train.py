@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from vaelib import checkpoint as ckpt_io
 from vaelib.config import ExperimentConfig, get_preset
+from vaelib.curation import budget_error, config_for_data
 from vaelib.data import iterate_batches, load_token_split, pad_batch, plan_batches, steps_per_epoch
 from vaelib.diagnostics import collapse_diagnostics
 from vaelib.objective import ce_by_type, elbo
@@ -145,6 +146,7 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
     """
     t0 = time.time()
     run_dir = Path(run_dir)
+    config = config_for_data(config, data_dir)  # the data's controllers, budget and vocabulary
     rank, world, dev = _init_distributed(pick_device(device) if device else None)
     dev = dev or pick_device()
     found = ckpt_io.latest_checkpoint(run_dir) if resume else None
@@ -171,7 +173,7 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
         raise ValueError(f"{data_dir} has no training sequences")
     longest = max(len(s) for s in train_seqs + val_seqs)
     if longest - 1 > config.model.max_len:
-        raise ValueError(f"sequences of {longest} tokens exceed model.max_len={config.model.max_len}")
+        raise ValueError(budget_error(data_dir, longest, config.model.max_len, config.name))
     tok = Tokenizer(config.data.tokenizer)
     type_of = torch.as_tensor(tok.token_types(np.arange(tok.vocab_size)), dtype=torch.long)
     lengths = np.array([len(s) for s in train_seqs])

@@ -34,18 +34,22 @@ def guard(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float32)
 
 
-def render(perf: Performance, sample_rate: int = 22050, backend: str = "va", plugin_path=None) -> np.ndarray:
+def render(perf: Performance, sample_rate: int = 22050, backend: str = "va", plugin_path=None,
+           cc_map: dict[int, str] | None = None) -> np.ndarray:
     """Audio of ``perf``: float32 mono (round(perf.duration_sec * sample_rate),), finite, |x| <= 1.
 
     ``backend``: "va" (built-in voice, deterministic, bit-identical across runs) or "vst3"
-    (``plugin_path`` to a VST3 instrument; needs pedalboard)."""
+    (``plugin_path`` to a VST3 instrument; needs pedalboard). ``cc_map`` (CC number -> parameter name,
+    ``vaelib.controllers.load_cc_map``): for "va" the built-in parameter each CC drives (default
+    ``DEFAULT_CC_MAP``; unmapped CCs are ignored with one warning); for "vst3" the plugin parameters that
+    mapped CC lanes automate by name (unmapped CCs, and every CC without a map, go to the plugin as MIDI CC)."""
     n_samples = n_samples_of(perf, sample_rate)
     if backend == "va":
-        audio = get_signal(**get_controls(perf, sample_rate=sample_rate))
+        audio = get_signal(**get_controls(perf, sample_rate=sample_rate, cc_map=cc_map))
     elif backend == "vst3":
         from vaelib.synth.vst3 import render_vst3
 
-        audio = render_vst3(perf, sample_rate, plugin_path, n_samples)
+        audio = render_vst3(perf, sample_rate, plugin_path, n_samples, cc_map=cc_map)
     else:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     return guard(audio)

@@ -1,7 +1,8 @@
 """``get_controls``: a ``Performance`` -> the built-in voice's parameter curves (the DDSP "controls" half).
 
-The CC -> parameter mapping is ``vaelib.controllers`` (that table is the documentation; the
-``map_*`` functions below implement it row by row). Curves are sampled at the control rate
+The CC -> parameter mapping is a CC map (``vaelib.controllers``: ``DEFAULT_CC_MAP`` or a map file; the table there
+is the documentation, the ``map_*`` functions below implement it row by row). A CC number the map does not name is
+ignored by the voice, with one warning per set of such numbers per process. Curves are sampled at the control rate
 (one frame every ``control_rate_hop`` samples) and the voice interpolates them linearly per
 sample, so a jump in a CC lane becomes a short ramp, not a step (no zipper noise, no clicks).
 
@@ -12,9 +13,11 @@ note is *legato* (no envelope retrigger, glides at the ``glide`` time). Notes th
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from vaelib.controllers import BY_NAME, default_value
+from vaelib.controllers import DEFAULT_CC_MAP, PARAM_DEFAULTS
 from vaelib.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
 
 # One-pole smoothing of CC curves at control rate, as hardware synths do to de-zipper 7-bit CCs:
@@ -72,7 +75,7 @@ def map_glide(v):
 
 
 def map_volume(v):
-    """CC7: output gain, squared law (-inf dB at 0, 0 dB at 127)."""
+    """CC11 (expression): output gain, squared law (-inf dB at 0, 0 dB at 127)."""
     return v * v
 
 
@@ -90,15 +93,34 @@ def n_samples_of(perf: Performance, sample_rate: int) -> int:
     return int(round(perf.duration_sec * sample_rate))
 
 
-def lane_values(perf: Performance) -> dict[str, np.ndarray]:
-    """Controller name -> (n_steps,) float64 in [0, 1]; a lane missing from ``perf`` is its default."""
+_WARNED: set[tuple[int, ...]] = set()  # unmapped CC sets already warned about in this process
+
+
+def unmapped(perf: Performance, cc_map: dict[int, str] | None = None) -> tuple[int, ...]:
+    """CC numbers of ``perf`` that ``cc_map`` does not map to a built-in synth parameter."""
+    m = DEFAULT_CC_MAP if cc_map is None else cc_map
+    return tuple(c for c in perf.cc_numbers if m.get(c) not in PARAM_DEFAULTS)
+
+
+def lane_values(perf: Performance, cc_map: dict[int, str] | None = None) -> dict[str, np.ndarray]:
+    """Synth parameter -> (n_steps,) float64 in [0, 1]; a parameter no lane of ``perf`` drives is its default.
+
+    ``cc_map`` (CC number -> parameter, default ``DEFAULT_CC_MAP``): when two lanes drive one parameter, the
+    first in lane order wins. Lanes the map does not name are ignored (one warning per set of numbers)."""
+    m = DEFAULT_CC_MAP if cc_map is None else cc_map
     curves = perf.cc_curves()
     out = {}
-    for name, c in BY_NAME.items():
-        if c.number in perf.cc_numbers:
-            out[name] = curves[perf.cc_numbers.index(c.number)]
-        else:
-            out[name] = np.full(perf.n_steps, default_value(c.number) / 127.0)
+    for i, c in enumerate(perf.cc_numbers):
+        param = m.get(c)
+        if param in PARAM_DEFAULTS and param not in out:
+            out[param] = curves[i]
+    for param, default in PARAM_DEFAULTS.items():
+        out.setdefault(param, np.full(perf.n_steps, default / 127.0))
+    missing = unmapped(perf, m)
+    if missing and missing not in _WARNED:
+        _WARNED.add(missing)
+        warnings.warn(f"the built-in synth ignores CC {', '.join(map(str, missing))}: no parameter in its CC map "
+                      f"(they are still written to MIDI)", stacklevel=3)
     return out
 
 
@@ -132,20 +154,20 @@ def monophonic_notes(perf: Performance, sample_rate: int) -> dict[str, np.ndarra
 
 
 def get_controls(perf: Performance, sample_rate: int = 22050, control_rate_hop: int = 32,
-                 smooth_sec: float = SMOOTH_SEC) -> dict:
+                 smooth_sec: float = SMOOTH_SEC, cc_map: dict[int, str] | None = None) -> dict:
     """All inputs of ``get_signal``.
 
     Returns a dict with ``sample_rate`` (int), ``n_samples`` (int), ``hop`` (int), one float64 curve per
     ``CURVE_NAMES`` entry of shape (n_frames,) = (n_samples // hop + 2,) where frame k is the value at
     sample k * hop (units in the names: Hz, octaves, cents, seconds; the rest unitless), and the note
-    arrays of ``monophonic_notes``.
+    arrays of ``monophonic_notes``. ``cc_map``: CC number -> synth parameter (default ``DEFAULT_CC_MAP``).
     """
     n_samples = n_samples_of(perf, sample_rate)
     hop = int(control_rate_hop)
     n_frames = n_samples // hop + 2
     step_samples = perf.step_sec * sample_rate
     step_of_frame = np.minimum((np.arange(n_frames) * hop / step_samples).astype(np.int64), perf.n_steps - 1)
-    values = lane_values(perf)
+    values = lane_values(perf, cc_map)
     controls: dict = {"sample_rate": int(sample_rate), "n_samples": n_samples, "hop": hop}
     for name, (curve, fn) in MAPPING.items():
         frames = values[name][step_of_frame]  # sample-and-hold per grid step

@@ -74,6 +74,22 @@ class ModelConfig:
     # drowned the token embeddings and stalled training at the unigram loss (README, "what we measured")
     logvar_min: float = -10.0  # clamp log sigma^2 for numerical safety
     logvar_max: float = 4.0
+    # How ids are embedded and predicted; the vocabulary and the event stream are the same either way.
+    # "plain": one learned row per id (the paper). "factorised": row(id) = kind(id) + value(id), where the kind is the
+    # event type (each CC lane its own kind) and the value table is shared: one pitch table for NOTE_ON and NOTE_OFF,
+    # one 0..127 table for every CC lane. The output head is tied to the same matrix, so it factorises too.
+    embedding: str = "plain"
+    # Add inputs derived from the tokens up to and including each position (so the decoder stays causal): bar and
+    # step within the bar of the elapsed time, and the pitches sounding, through the (factorised) pitch table.
+    structural: bool = False
+    # An auxiliary head that predicts the window's note onsets (per grid step: no onset, or its pitch) from z alone
+    # (a bag-of-notes loss, Zhao et al. 2017), so the encoder must put the notes into z. Training aid only.
+    notes_head: bool = False
+    # the token layout, as the tokenizer builds it (checked against vocab_size)
+    n_velocity_bins: int = 32
+    max_shift: int = 32
+    steps_per_bar: int = 32
+    n_bars: int = 4
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,11 @@ class TrainConfig:
     compile: bool = False  # torch.compile on CUDA
     bf16: bool = True  # autocast on CUDA; KL/CE/log sigma^2 stay fp32
     eval_batches: int = 8  # validation batches for the collapse diagnostics
+    # Loss normalisation: "sequence" optimises CE summed over a sequence's tokens + beta KL (the paper); "token"
+    # divides that same objective by the batch's mean tokens per sequence, so its gradient norm is O(1) and the
+    # clip acts on outliers only. The balance of CE, KL and the notes loss is the same either way.
+    loss_scale: str = "sequence"
+    notes_weight: float = 0.0  # weight of the notes head's loss (nats per sequence), needs ModelConfig.notes_head
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,94 @@ def test_cpu_dropout_keeps_1_minus_p_scales_and_passes_the_mask_to_the_gradient(
     assert float((cols - 0.9).abs().max()) < 0.005
     assert not torch.equal(drop(x), y)  # a fresh mask per call
     assert torch.equal(drop.eval()(x), x)  # identity in eval mode
+
+
+# ---------------------------------------------------------------------------- factorised, structural, notes head
+def _rich(**kw):
+    return dataclasses.replace(get_preset("tiny").model, embedding="factorised", structural=True, notes_head=True,
+                               **kw)
+
+
+def _real_batch(n=3):
+    from vaelib.data import pad_batch
+    from vaelib.synthetic import generate
+    from vaelib.tokenizer import Tokenizer
+
+    tk = Tokenizer(get_preset("tiny").data.tokenizer)
+    perfs = generate(n)
+    return perfs, pad_batch([tk.encode(p) for p in perfs])
+
+
+def test_factorised_rows_share_the_pitch_and_cc_value_tables():
+    m = VAE(_rich()).eval()
+    E, lay = m.embedding_matrix(), m.layout
+    on, off = lay.on0 + 40, lay.off0 + 40  # NOTE_ON 40 and NOTE_OFF 40: same value row, different kinds
+    assert lay.value[on] == lay.value[off] and lay.kind[on] != lay.kind[off]
+    a, b = lay.cc0 + 7, lay.cc0 + 128 + 7  # value 7 on lanes 0 and 1
+    assert lay.value[a] == lay.value[b]
+    assert torch.allclose(E[a] - E[b], m.kind_emb.weight[lay.kind[a]] - m.kind_emb.weight[lay.kind[b]])
+    # the tied head scores an id with its own input row
+    h = torch.randn(1, 1, m.config.d_model)
+    assert torch.allclose(m._logits(h)[0, 0], E @ h[0, 0], atol=1e-5)
+
+
+def test_structure_follows_the_performance():
+    perfs, ids = _real_batch()
+    m = VAE(_rich()).eval()
+    el, snd = m.layout.elapsed(ids), m.layout.sounding(ids)
+    for i, p in enumerate(perfs):
+        n = int((ids[i] != PAD_ID).sum())
+        assert 0 < int(el[i, n - 1]) <= p.n_steps
+        roll = p.piano_roll() > 0  # (128, n_steps)
+        # after the last token of each grid step, the sounding set equals the piano roll's column
+        for t in range(n - 1):
+            if el[i, t + 1] > el[i, t] and el[i, t] < p.n_steps:
+                assert torch.equal(snd[i, t].bool(), torch.as_tensor(roll[:, int(el[i, t])]))
+
+
+def test_onset_targets_hold_each_steps_lowest_onset_pitch():
+    perfs, ids = _real_batch()
+    m = VAE(_rich()).eval()
+    tg = m.layout.onset_targets(ids, 128)
+    for i, p in enumerate(perfs):
+        want = torch.zeros(128, dtype=torch.long)
+        for onset, _, pitch, _ in sorted(p.notes.tolist(), key=lambda r: -r[2]):
+            want[onset] = pitch + 1
+        assert torch.equal(tg[i], want)
+
+
+def test_kv_cache_matches_recomputation_with_structural_inputs():
+    torch.manual_seed(2)
+    m = VAE(_rich()).eval()
+    _, ids = _real_batch()
+    with torch.no_grad():
+        z = m.encode(ids)[0]
+        state = m.start(z, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(z, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    assert torch.equal(m.greedy(z, 60), m.greedy(z, 60, use_cache=False))
+
+
+def test_notes_head_reads_z_alone():
+    m = VAE(_rich()).eval()
+    _, ids = _real_batch()
+    out = m(ids, sample=False)
+    assert out["notes_logits"].shape == (3, 128, 129) and out["notes_targets"].shape == (3, 128)
+    with torch.no_grad():
+        assert torch.allclose(m.notes_logits(out["mu"]), out["notes_logits"])
+
+
+def test_word_dropout_also_hides_the_dropped_positions_structure():
+    m = VAE(_rich()).train()
+    _, ids = _real_batch()
+    g = torch.Generator().manual_seed(0)
+    seen = {}
+    orig = m.decode
+    m.decode = lambda z, ids_in, structure=None: seen.update(ids_in=ids_in, s=structure) or orig(z, ids_in, structure)
+    m(ids, word_dropout=0.5, generator=g)
+    dropped = (seen["ids_in"] == PAD_ID) & (ids[:, :-1] != PAD_ID)
+    assert dropped.any()
+    assert float(seen["s"][dropped].abs().max()) == 0.0
+    assert float(seen["s"][~dropped & (ids[:, :-1] != PAD_ID)].abs().sum(-1).min()) > 0

@@ -68,3 +68,23 @@ def test_ce_by_type_matches_tokenizer_types():
     assert set(out) == {"special", "velocity", "note_on", "note_off", "time_shift", "cc"}
     assert out["time_shift"] == pytest.approx(0.0, abs=1e-6)
     assert out["cc"] == pytest.approx(math.log(tok.vocab_size), rel=1e-5)
+
+
+def test_notes_loss_and_per_token_scale_keep_the_objective_balance():
+    torch.manual_seed(0)
+    B, T, V, D, S = 2, 5, 7, 3, 4
+    logits, targets = torch.randn(B, T, V), torch.randint(1, V, (B, T))
+    targets[1, 3:] = 0
+    mu, logvar = torch.randn(B, D), torch.zeros(B, D)
+    notes_logits, notes_targets = torch.randn(B, S, 6), torch.tensor([[0, 3, 0, 5], [1, 0, 0, 0]])
+    plain = elbo(logits, targets, mu, logvar, beta=2.0)
+    out = elbo(logits, targets, mu, logvar, beta=2.0, notes_logits=notes_logits, notes_targets=notes_targets,
+               notes_weight=0.5)
+    logp = torch.log_softmax(notes_logits, -1)
+    notes = -sum(float(logp[b, s, notes_targets[b, s]]) for b in range(B) for s in range(S)) / B
+    assert float(out["notes"]) == pytest.approx(notes, rel=1e-5)  # summed over steps, mean over sequences
+    assert float(out["loss"]) == pytest.approx(float(plain["loss"]) + 0.5 * notes, rel=1e-5)
+    scaled = elbo(logits, targets, mu, logvar, beta=2.0, notes_logits=notes_logits, notes_targets=notes_targets,
+                  notes_weight=0.5, per_token=True)
+    assert float(scaled["loss"]) == pytest.approx(float(out["loss"]) / ((5 + 3) / 2), rel=1e-5)
+    assert float(scaled["ce"]) == pytest.approx(float(out["ce"]))  # the reported terms keep their units

@@ -85,6 +85,38 @@ def end_step(ids, tokenizer) -> int:
 
 
 # ---------------------------------------------------------------------------- teacher forced
+def event_kinds(tokenizer) -> torch.Tensor:
+    """(V,) long "which event" of every id: its token type (0 special .. 4 time_shift), each CC lane its own kind
+    (5 + lane). The rest of a token, given its kind, is "which value"."""
+    ids = np.arange(tokenizer.vocab_size)
+    kind = tokenizer.token_types(ids).astype(np.int64)
+    cc = ids >= tokenizer.cc0
+    kind[cc] = 5 + (ids[cc] - tokenizer.cc0) // 128
+    return torch.as_tensor(kind)
+
+
+def _what_logits_know(logits, tgt, kind_of, type_of, on0: int, off0: int) -> dict:
+    """Per-example sums from teacher-forced logits (B, T, V): ``ce_event`` (B, 6) nats of "which event" by target
+    type (the rest of the CE is "which value"); ``start_hit``/``start_n``: at targets that open a note (VELOCITY),
+    is "note start" the likeliest event; ``pitch_hit``/``pitch_n``: at NOTE_ON targets, is the argmax NOTE_ON pitch
+    right."""
+    logp = torch.log_softmax(logits.float(), -1)  # (B, T, V)
+    K = int(kind_of.max()) + 1
+    onehot = F.one_hot(kind_of, K).to(logp.dtype)  # (V, K)
+    p_kind = logp.exp() @ onehot  # (B, T, K)
+    mask = tgt != PAD
+    tk_kind = kind_of[tgt]  # (B, T)
+    ce_event = -torch.log(p_kind.gather(-1, tk_kind[..., None]).squeeze(-1).clamp_min(1e-30)) * mask
+    types = type_of[tgt]
+    onehot_t = F.one_hot(types, len(TYPE_NAMES)) * mask[..., None]
+    start = mask & (types == 1)
+    start_hit = start & (p_kind.argmax(-1) == 1)
+    on = mask & (types == 2)
+    pitch_hit = on & (logp[..., on0:off0].argmax(-1) == (tgt - on0))
+    return {"ce_event": (ce_event[..., None] * onehot_t).sum(1), "start_hit": start_hit.sum(1),
+            "start_n": start.sum(1), "pitch_hit": pitch_hit.sum(1), "pitch_n": on.sum(1)}
+
+
 def _token_ce(model, z, inp, tgt) -> tuple[torch.Tensor, torch.Tensor]:
     """Teacher-forced logits (B, T, V) and per-token CE (B, T) in nats (0 at PAD targets) from z (B, D)."""
     logits = model.decode(z, inp).float()
@@ -106,10 +138,15 @@ def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray
         mus.append(mu.float().cpu())
         logvars.append(lv.float().cpu())
     mu_all, lv_all = torch.cat(mus), torch.cat(logvars)  # (N, D)
-    type_of = torch.as_tensor(tokenizer.token_types(np.arange(tokenizer.vocab_size)), dtype=torch.long)
+    type_of = torch.as_tensor(tokenizer.token_types(np.arange(tokenizer.vocab_size)), dtype=torch.long).to(dev)
+    kind_of = event_kinds(tokenizer).to(dev)
+    know = lambda lg, tgt: _what_logits_know(lg, tgt, kind_of, type_of, tokenizer.on0, tokenizer.off0)  # noqa: E731
     gen, gen_prior = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed + 1)
     out = {k: [] for k in ("ce_mu", "ce_partner", "ce_sampled", "ce_prior", "n_tokens", "correct", "ce_type",
-                           "n_type")}
+                           "n_type", "ce_type_partner")}
+    for who in ("mu", "partner"):
+        for k in ("ce_event", "start_hit", "start_n", "pitch_hit", "pitch_n"):
+            out[f"{k}_{who}"] = []
     for i in range(0, len(seqs), batch_size):
         ids = pad_batch(seqs[i:i + batch_size]).to(dev)  # (B, T)
         inp, tgt = ids[:, :-1], ids[:, 1:]
@@ -118,15 +155,21 @@ def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray
         z_s = mu + torch.randn(mu.shape, generator=gen) * (0.5 * lv).exp()
         logits, ce = _token_ce(model, mu.to(dev), inp, tgt)
         out["ce_mu"].append(ce.sum(1).cpu())
-        out["ce_partner"].append(_token_ce(model, mu_all[partner[i:i + len(ids)]].to(dev), inp, tgt)[1].sum(1).cpu())
+        logits_p, ce_p = _token_ce(model, mu_all[partner[i:i + len(ids)]].to(dev), inp, tgt)
+        out["ce_partner"].append(ce_p.sum(1).cpu())
+        for who, lg in (("mu", logits), ("partner", logits_p)):
+            for k, v in know(lg, tgt).items():
+                out[f"{k}_{who}"].append(v.cpu())
+        del logits_p
         out["ce_sampled"].append(_token_ce(model, z_s.to(dev), inp, tgt)[1].sum(1).cpu())
         z_p = torch.randn(mu.shape, generator=gen_prior)
         out["ce_prior"].append(_token_ce(model, z_p.to(dev), inp, tgt)[1].sum(1).cpu())
         out["n_tokens"].append(mask.sum(1).cpu())
         out["correct"].append(((logits.argmax(-1) == tgt) & mask).sum(1).cpu())
-        types = type_of.to(dev)[tgt]  # (B, T-1)
+        types = type_of[tgt]  # (B, T-1)
         onehot = F.one_hot(types, len(TYPE_NAMES)) * mask[..., None]  # (B, T-1, 6)
         out["ce_type"].append((ce[..., None] * onehot).sum(1).cpu())
+        out["ce_type_partner"].append((ce_p[..., None] * onehot).sum(1).cpu())
         out["n_type"].append(onehot.sum(1).cpu())
     res = {k: torch.cat(v).double().numpy() for k, v in out.items()}
     res["mu"], res["logvar"] = mu_all.numpy(), lv_all.numpy()
@@ -246,6 +289,15 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     S = lambda x: M.summarize(x, seed)  # noqa: E731
     gap = M.ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)
     ce_type_tot, n_type_tot = tf["ce_type"].sum(0), tf["n_type"].sum(0)
+    by_type = lambda tot: {TYPE_NAMES[t]: float(tot[t] / n_type_tot[t]) for t in range(len(TYPE_NAMES))  # noqa: E731
+                           if n_type_tot[t] > 0}
+
+    def carries(who: str) -> dict:
+        ce, ev = tf["ce_type" if who == "mu" else "ce_type_partner"].sum(0), tf[f"ce_event_{who}"].sum(0)
+        return {"ce": float(tf[f"ce_{who}"].sum() / tf["n_tokens"].sum()), "ce_by_type": by_type(ce),
+                "ce_event_by_type": by_type(ev), "ce_value_by_type": by_type(ce - ev),
+                "note_start_accuracy": float(tf[f"start_hit_{who}"].sum() / max(tf[f"start_n_{who}"].sum(), 1)),
+                "pitch_accuracy": float(tf[f"pitch_hit_{who}"].sum() / max(tf[f"pitch_n_{who}"].sum(), 1))}
     ckpts = list_checkpoints(run_dir)
     out = {
         "recon_ce": M.ratio_summary(tf["ce_mu"], tf["n_tokens"], seed=seed),
@@ -261,8 +313,11 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         "kl_bits": S(kl_seq / math.log(2)),
         "kl_per_dim": kl_bd.mean(0).tolist(),
         "ce_sampled": M.ratio_summary(tf["ce_sampled"], tf["n_tokens"], seed=seed),
-        "ce_by_type": {TYPE_NAMES[t]: float(ce_type_tot[t] / n_type_tot[t]) for t in range(len(TYPE_NAMES))
-                       if n_type_tot[t] > 0},
+        "ce_by_type": by_type(ce_type_tot),
+        # teacher forced with the window's own z and with the partner's: what z carries beyond the prefix
+        "what_z_carries": {"own_z": carries("mu"), "other_z": carries("partner")},
+        "pitch_accuracy_gain": M.ratio_summary(tf["pitch_hit_mu"] - tf["pitch_hit_partner"], tf["pitch_n_mu"],
+                                               seed=seed),
         "token_accuracy": M.ratio_summary(tf["correct"], tf["n_tokens"], seed=seed),
         "usage_gap_seq": S((tf["ce_partner"] - tf["ce_mu"])),
         "frame_accuracy": S(rec["frame_accuracy"]),

@@ -26,6 +26,72 @@ from vaelib.config import ModelConfig
 PAD_ID = 0
 BOS_ID = 1
 EOS_ID = 2
+N_PITCH = 128
+
+
+class Layout(nn.Module):
+    """The tokenizer's id layout as buffers: per id its kind (PAD, BOS, EOS, VELOCITY, NOTE_ON, NOTE_OFF,
+    TIME_SHIFT, then one kind per CC lane), its row in the shared value table, its pitch (-1 if none) and the grid
+    steps it advances. Built from ``ModelConfig`` (``vocab_size``, ``n_velocity_bins``, ``max_shift``)."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        vel0 = 3
+        on0 = vel0 + c.n_velocity_bins
+        off0 = on0 + N_PITCH
+        shift0 = off0 + N_PITCH
+        cc0 = shift0 + c.max_shift
+        if c.vocab_size < cc0 or (c.vocab_size - cc0) % 128:
+            raise ValueError(f"vocab_size={c.vocab_size} does not fit the layout of {c.n_velocity_bins} velocity "
+                             f"bins, {c.max_shift} shifts and 128-value CC lanes")
+        self.on0, self.off0, self.shift0, self.cc0 = on0, off0, shift0, cc0
+        self.n_cc = (c.vocab_size - cc0) // 128
+        ids = torch.arange(c.vocab_size)
+        kind = torch.zeros(c.vocab_size, dtype=torch.long)
+        kind[:3] = ids[:3]  # PAD, BOS, EOS
+        kind[vel0:on0], kind[on0:off0], kind[off0:shift0], kind[shift0:cc0] = 3, 4, 5, 6
+        kind[cc0:] = 7 + (ids[cc0:] - cc0) // 128
+        # value rows: 0 none (specials), then pitch x128 (NOTE_ON and NOTE_OFF share it), CC value x128 (every
+        # lane shares it), velocity bins, shift amounts
+        self.pitch_row0, self.ccv_row0 = 1, 1 + N_PITCH
+        self.vel_row0 = self.ccv_row0 + 128
+        self.shift_row0 = self.vel_row0 + c.n_velocity_bins
+        self.n_values = self.shift_row0 + c.max_shift
+        value = torch.zeros(c.vocab_size, dtype=torch.long)
+        value[vel0:on0] = self.vel_row0 + ids[vel0:on0] - vel0
+        value[on0:off0] = self.pitch_row0 + ids[on0:off0] - on0
+        value[off0:shift0] = self.pitch_row0 + ids[off0:shift0] - off0
+        value[shift0:cc0] = self.shift_row0 + ids[shift0:cc0] - shift0
+        value[cc0:] = self.ccv_row0 + (ids[cc0:] - cc0) % 128
+        self.n_kinds = 7 + self.n_cc
+        self.register_buffer("kind", kind, persistent=False)
+        self.register_buffer("value", value, persistent=False)
+        self.register_buffer("advance", torch.where(kind == 6, ids - shift0 + 1, 0), persistent=False)
+        onoff = torch.zeros(c.vocab_size, dtype=torch.long)  # +1 NOTE_ON, -1 NOTE_OFF
+        onoff[on0:off0], onoff[off0:shift0] = 1, -1
+        self.register_buffer("onoff", onoff, persistent=False)
+        self.register_buffer("pitch", torch.where(onoff != 0, (value - self.pitch_row0), -1), persistent=False)
+
+    def elapsed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) grid steps elapsed after each token, the token itself included."""
+        return self.advance[ids].cumsum(1)
+
+    def sounding(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T, 128) float: 1 where a pitch sounds after each token, the token itself included."""
+        B, T = ids.shape
+        d = torch.zeros(B, T, N_PITCH, device=ids.device)
+        d.scatter_(2, self.pitch[ids].clamp_min(0)[..., None], self.onoff[ids].float()[..., None])
+        return (d.cumsum(1) > 0.5).float()
+
+    def onset_targets(self, ids: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """(B, n_steps) long: per grid step 0 if no note starts there, else 1 + the lowest pitch starting there."""
+        big = N_PITCH + 1
+        el = self.elapsed(ids).clamp(max=n_steps - 1)
+        on = (self.onoff[ids] == 1) & (self.elapsed(ids) < n_steps)
+        val = torch.where(on, self.pitch[ids] + 1, big)
+        out = torch.full((ids.shape[0], n_steps), big, dtype=torch.long, device=ids.device)
+        out.scatter_reduce_(1, el, val, reduce="amin", include_self=True)
+        return torch.where(out == big, 0, out)
 
 
 class Dropout(nn.Dropout):
@@ -132,10 +198,14 @@ class DecodeState:
     pos: int
     z_in: torch.Tensor | None  # (B, 1, d) or None
     layers: list[LayerCache]
+    elapsed: torch.Tensor | None = None  # (B,) grid steps so far (structural inputs only)
+    sounding: torch.Tensor | None = None  # (B, 128) NOTE_ONs minus NOTE_OFFs per pitch so far
 
     def keep_rows(self, keep: torch.Tensor) -> None:
-        """Keep only the rows ``keep`` (bool (B,) or indices) of z's offset and of every cache."""
+        """Keep only the rows ``keep`` (bool (B,) or indices) of z's offset, the structure and every cache."""
         self.z_in = None if self.z_in is None else self.z_in[keep]
+        if self.elapsed is not None:
+            self.elapsed, self.sounding = self.elapsed[keep], self.sounding[keep]
         for c in self.layers:
             c.k, c.v, c.mk, c.mv = c.k[keep], c.v[keep], c.mk[keep], c.mv[keep]
 
@@ -146,7 +216,25 @@ class VAE(nn.Module):
         c = self.config = config
         if c.d_model % c.n_heads:
             raise ValueError(f"d_model={c.d_model} must be divisible by n_heads={c.n_heads}")
-        self.tok = nn.Embedding(c.vocab_size, c.d_model)  # shared by encoder, decoder and (tied) output head
+        if c.embedding not in ("plain", "factorised"):
+            raise ValueError(f"embedding must be 'plain' or 'factorised', got {c.embedding!r}")
+        self.layout = Layout(c)
+        if c.embedding == "plain":
+            self.tok = nn.Embedding(c.vocab_size, c.d_model)  # shared by encoder, decoder and (tied) output head
+        else:
+            self.kind_emb = nn.Embedding(self.layout.n_kinds, c.d_model)
+            self.value_emb = nn.Embedding(self.layout.n_values, c.d_model)
+        if c.structural:
+            self.bar_emb = nn.Embedding(c.n_bars + 1, c.d_model)  # bar n_bars = the window's end
+            self.step_emb = nn.Embedding(c.steps_per_bar, c.d_model)
+        if c.notes_head:
+            n_steps = c.steps_per_bar * c.n_bars
+            self.notes_in = nn.Linear(c.latent_dim, c.d_model)
+            self.notes_pos = nn.Parameter(torch.zeros(n_steps, c.d_model))
+            self.notes_mlp = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, 2 * c.d_model), nn.GELU(),
+                                           nn.Linear(2 * c.d_model, c.d_model))
+            self.notes_none = nn.Parameter(torch.zeros(1, c.d_model))  # the "no onset" row beside the pitch table
+            self.notes_bias = nn.Parameter(torch.zeros(N_PITCH + 1))
         self.enc_pos = nn.Embedding(c.max_len, c.d_model)
         self.dec_pos = nn.Embedding(c.max_len, c.d_model)
         self.drop = Dropout(c.dropout)
@@ -160,9 +248,12 @@ class VAE(nn.Module):
         self.to_input = nn.Linear(c.latent_dim, c.d_model) if c.z_to_input else None
         self.decoder = nn.ModuleList(DecoderBlock(c) for _ in range(c.n_dec_layers))
         self.dec_ln = nn.LayerNorm(c.d_model)
-        self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        self.head.weight = self.tok.weight  # weight tying (Press & Wolf 2017), as in nanoGPT
+        if c.embedding == "plain":
+            self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+            self.head.weight = self.tok.weight  # weight tying (Press & Wolf 2017), as in nanoGPT
         self.apply(self._init)
+        if c.notes_head:
+            nn.init.normal_(self.notes_pos, std=0.02)
         if self.to_input is not None:
             # z's input path starts at zero. Even so, Adam grows W z (fan-in latent_dim) far faster than the
             # 0.02-scale token embeddings it is added to; the pre-LN input then carries little but a per-sequence
@@ -182,12 +273,52 @@ class VAE(nn.Module):
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    # ------------------------------------------------------------------ embedding and structure
+    def embedding_matrix(self) -> torch.Tensor:
+        """(V, d): the input row of every id, which is also the tied output head."""
+        if self.config.embedding == "plain":
+            return self.tok.weight
+        return self.kind_emb.weight[self.layout.kind] + self.value_emb.weight[self.layout.value]
+
+    def pitch_table(self) -> torch.Tensor:
+        """(128, d) the pitch embedding: the shared value rows (factorised) or the NOTE_ON rows (plain)."""
+        if self.config.embedding == "plain":
+            return self.tok.weight[self.layout.on0:self.layout.off0]
+        r = self.layout.pitch_row0
+        return self.value_emb.weight[r:r + N_PITCH]
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.config.embedding == "plain":
+            return self.head(h)
+        return F.linear(h, self.embedding_matrix().to(h.dtype))
+
+    def _structure_of(self, elapsed: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
+        """elapsed (...,) steps, sounding (..., 128) 0/1 -> (..., d) the structural input."""
+        c = self.config
+        bar = torch.div(elapsed, c.steps_per_bar, rounding_mode="floor").clamp(max=c.n_bars)
+        return (self.bar_emb(bar) + self.step_emb(elapsed % c.steps_per_bar)
+                + sounding.to(self.pitch_table().dtype) @ self.pitch_table())
+
+    def structure(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) -> (B, T, d): where each position is in the bar and which pitches sound after its token."""
+        return self._structure_of(self.layout.elapsed(ids), self.layout.sounding(ids))
+
+    def notes_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D) -> (B, n_steps, 129) logits of the notes head: per grid step, no onset (0) or pitch p (1 + p)."""
+        h = self.notes_in(z)[:, None] + self.notes_pos  # (B, S, d)
+        h = h + self.notes_mlp(h)
+        table = torch.cat([self.notes_none, self.pitch_table()])  # (129, d)
+        return h @ table.t() + self.notes_bias
+
     # ------------------------------------------------------------------ encoder
     def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ids (B, T) long, PAD-padded -> μ, log σ² (B, D); log σ² clamped to [logvar_min, logvar_max]."""
         B, T = ids.shape
         keep = ids != PAD_ID  # (B, T)
-        x = self.drop(self.tok(ids) + self.enc_pos(torch.arange(T, device=ids.device)))  # (B, T, d)
+        x = F.embedding(ids, self.embedding_matrix()) + self.enc_pos(torch.arange(T, device=ids.device))
+        if self.config.structural:
+            x = x + self.structure(ids)
+        x = self.drop(x)  # (B, T, d)
         mask = keep[:, None, None, :]  # (B, 1, 1, T): attend to real tokens only
         for block in self.encoder:
             x = block(x, mask)
@@ -214,15 +345,18 @@ class VAE(nn.Module):
     def _z_in(self, z: torch.Tensor) -> torch.Tensor | None:
         return self.to_input(z).unsqueeze(1) if self.to_input is not None else None  # (B, 1, d)
 
-    def decode(self, z: torch.Tensor, ids_in: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, ids_in: torch.Tensor, structure: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, D), ids_in (B, T) starting with BOS -> logits (B, T, V); position t predicts token t+1.
 
-        Causal attention alone is enough for padding: PAD only follows real tokens, so no real position
-        can see one, and PAD positions are excluded from the loss."""
+        ``structure`` (B, T, d) overrides the structural inputs computed from ``ids_in`` (training computes them
+        from the ids before word dropout). Causal attention alone is enough for padding: PAD only follows real
+        tokens, so no real position can see one, and PAD positions are excluded from the loss."""
         B, T = ids_in.shape
         if T > self.config.max_len:
             raise ValueError(f"sequence of {T} tokens exceeds max_len={self.config.max_len}")
-        x = self.tok(ids_in) + self.dec_pos(torch.arange(T, device=ids_in.device))  # (B, T, d)
+        x = F.embedding(ids_in, self.embedding_matrix()) + self.dec_pos(torch.arange(T, device=ids_in.device))
+        if self.config.structural:
+            x = x + (self.structure(ids_in) if structure is None else structure)
         z_in = self._z_in(z)
         if z_in is not None:
             x = x + z_in
@@ -230,22 +364,35 @@ class VAE(nn.Module):
         mem = self.memory(z)
         for block in self.decoder:
             x = block(x, mem)
-        return self.head(self.dec_ln(x))  # (B, T, V)
+        return self._logits(self.dec_ln(x))  # (B, T, V)
 
     def forward(self, ids: torch.Tensor, word_dropout: float = 0.0, sample: bool = True,
                 generator: torch.Generator | None = None) -> dict:
         """ids (B, T) = BOS ... EOS PAD* -> dict(logits (B, T-1, V), targets (B, T-1), mu, logvar, z (B, D)).
 
         ``word_dropout`` replaces that fraction of the decoder's real input tokens (not BOS) by PAD, so the
-        decoder cannot reconstruct from its own history alone and must read z (Bowman et al. 2016)."""
+        decoder cannot reconstruct from its own history alone and must read z (Bowman et al. 2016). The
+        structural inputs are computed from the true tokens and zeroed wherever a token is dropped: otherwise
+        they would hand the decoder the dropped token's effect (its time shift, its note) without z.
+
+        With the notes head the dict also holds ``notes_logits`` (B, n_steps, 129) and ``notes_targets``
+        (B, n_steps)."""
+        c = self.config
         mu, logvar = self.encode(ids)
         z = self.reparameterize(mu, logvar, generator) if sample else mu
         ids_in, targets = ids[:, :-1], ids[:, 1:]
+        structure = self.structure(ids_in) if c.structural else None
         if word_dropout > 0 and self.training:
             drop = torch.rand(ids_in.shape, device=ids.device, generator=generator) < word_dropout
             drop[:, 0] = False
             ids_in = ids_in.masked_fill(drop, PAD_ID)
-        return {"logits": self.decode(z, ids_in), "targets": targets, "mu": mu, "logvar": logvar, "z": z}
+            if structure is not None:
+                structure = structure.masked_fill(drop[..., None], 0.0)
+        out = {"logits": self.decode(z, ids_in, structure), "targets": targets, "mu": mu, "logvar": logvar, "z": z}
+        if c.notes_head:
+            out["notes_logits"] = self.notes_logits(z)
+            out["notes_targets"] = self.layout.onset_targets(ids, c.steps_per_bar * c.n_bars)
+        return out
 
     # ------------------------------------------------------------------ incremental decoding
     @torch.no_grad()
@@ -260,7 +407,11 @@ class VAE(nn.Module):
             mk, mv = block.cross_attn.project_kv(mem)
             shape = (B, c.n_heads, L, hd)
             layers.append(LayerCache(z.new_zeros(shape), z.new_zeros(shape), mk, mv))
-        return DecodeState(pos=0, z_in=self._z_in(z), layers=layers)
+        state = DecodeState(pos=0, z_in=self._z_in(z), layers=layers)
+        if c.structural:
+            state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
+            state.sounding = z.new_zeros(B, N_PITCH)
+        return state
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
@@ -268,14 +419,19 @@ class VAE(nn.Module):
         pos = state.pos
         if pos >= state.layers[0].k.shape[2]:
             raise ValueError(f"decode cache is full at {pos} positions")
-        x = self.tok(tokens[:, None]) + self.dec_pos.weight[pos]  # (B, 1, d)
+        x = F.embedding(tokens[:, None], self.embedding_matrix()) + self.dec_pos.weight[pos]  # (B, 1, d)
+        if state.elapsed is not None:
+            lay = self.layout
+            state.elapsed = state.elapsed + lay.advance[tokens]
+            state.sounding.scatter_add_(1, lay.pitch[tokens].clamp_min(0)[:, None], lay.onoff[tokens].float()[:, None])
+            x = x + self._structure_of(state.elapsed, (state.sounding > 0.5).float())[:, None]
         if state.z_in is not None:
             x = x + state.z_in
         x = self.drop(x)
         for block, cache in zip(self.decoder, state.layers):
             x = block.forward_cached(x, cache, pos)
         state.pos = pos + 1
-        return self.head(self.dec_ln(x))[:, 0]  # (B, V)
+        return self._logits(self.dec_ln(x))[:, 0]  # (B, V)
 
     @torch.no_grad()
     def greedy(self, z: torch.Tensor, max_len: int | None = None, use_cache: bool = True) -> torch.Tensor:

@@ -11,6 +11,12 @@ Free bits (Kingma et al. 2016, per dimension; MusicVAE's ``free_bits``): the pen
 ``Σ_j max(λ, E_batch[KL_j])``: a dimension whose batch-mean KL is under λ nats costs a constant λ and gets no
 gradient, so the optimizer cannot push it further into collapse. ``kl`` always reports the true KL.
 
+Options of the recommended objective (both off in the paper's):
+  * ``notes_weight`` w adds w · CE of the notes head (the window's onsets, per grid step, predicted from z alone;
+    summed over steps, nats per sequence), so z must carry the notes;
+  * ``per_token`` divides the whole loss by the batch's mean real tokens per sequence: the same objective on a
+    scale whose gradient norm is O(1), so gradient clipping acts on outliers instead of on every step.
+
 CE and KL are computed in fp32 even when the model ran under bf16 autocast.
 """
 from __future__ import annotations
@@ -37,12 +43,15 @@ def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def elbo(logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float,
-         free_bits: float = 0.0, with_accuracy: bool = True) -> dict:
+         free_bits: float = 0.0, with_accuracy: bool = True, notes_logits: torch.Tensor | None = None,
+         notes_targets: torch.Tensor | None = None, notes_weight: float = 0.0, per_token: bool = False) -> dict:
     """Negative ELBO for one batch.
 
     logits (B, T, V), targets (B, T) long with PAD=0 ignored, mu/logvar (B, D); ``beta`` the KL weight,
     ``free_bits`` λ in nats per dimension (0 = off). Returns a dict of fp32 tensors:
-      loss          scalar, CE + β·KL_penalised, per sequence, mean over batch (what is optimised)
+      loss          scalar, CE + β·KL_penalised (+ w·notes), per sequence, mean over batch (what is optimised;
+                    divided by the mean tokens per sequence when ``per_token``)
+      notes         scalar, the notes head's CE summed over grid steps, mean over sequences (with ``notes_logits``)
       ce            scalar, reconstruction CE summed over tokens, mean over sequences (nats/sequence)
       kl            scalar, true KL summed over dims, mean over sequences (nats/sequence)
       kl_penalised  scalar, Σ_j max(λ, mean_b KL_bj) (= kl when λ = 0)
@@ -61,7 +70,18 @@ def elbo(logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: 
     kl = kl_bd.sum(1).mean()
     kl_pen = kl_d.clamp_min(free_bits).sum() if free_bits > 0 else kl
     ce = ce_seq.mean()
-    out = {"loss": ce + beta * kl_pen, "ce": ce, "kl": kl, "kl_penalised": kl_pen, "kl_per_dim": kl_d.detach(),
+    loss = ce + beta * kl_pen
+    extra = {}
+    if notes_logits is not None:
+        S, C = notes_logits.shape[1:]
+        notes = F.cross_entropy(notes_logits.float().reshape(-1, C), notes_targets.reshape(-1),
+                                reduction="sum") / notes_logits.shape[0]
+        extra["notes"] = notes
+        if notes_weight:
+            loss = loss + notes_weight * notes
+    if per_token:
+        loss = loss / (n_tokens / mask.shape[0]).clamp_min(1)
+    out = {"loss": loss, **extra, "ce": ce, "kl": kl, "kl_penalised": kl_pen, "kl_per_dim": kl_d.detach(),
            "n_tokens": n_tokens}
     with torch.no_grad():
         out["ce_per_token"] = ce_tok.sum() / n_tokens.clamp_min(1)

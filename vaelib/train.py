@@ -269,7 +269,9 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
                 out = net(ids, word_dropout=t.word_dropout)
             detail = step + 1 in (log_every, cap) or (step + 1) % detail_every == 0
             parts = elbo(out["logits"], out["targets"], out["mu"], out["logvar"], beta, t.free_bits,
-                         with_accuracy=detail)
+                         with_accuracy=detail, notes_logits=out.get("notes_logits"),
+                         notes_targets=out.get("notes_targets"), notes_weight=t.notes_weight,
+                         per_token=t.loss_scale == "token")
             bad = torch.tensor(float(not torch.isfinite(parts["loss"])), device=dev)
             if world > 1:
                 dist.all_reduce(bad, op=dist.ReduceOp.MAX)  # every rank must skip together, or DDP hangs
@@ -302,6 +304,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
                        "losses/ce_per_token": float(parts["ce_per_token"]), "lr": lr,
                        "grad_norm": float(grad_norm), "tokens": int(parts["n_tokens"]),
                        "time_sec": round(time.time() - t0, 3)}
+                if "notes" in parts:
+                    row["losses/notes"] = float(parts["notes"])
                 if detail:
                     row["accuracy"] = float(parts["accuracy"])
                     row.update({f"ce_type/{k}": v for k, v in

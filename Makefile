@@ -14,6 +14,12 @@ OUT ?= results/$(PRESET)
 N_EXAMPLES ?=
 EPOCHS ?=
 FORCE ?=
+# The controllers to model on a MIDI folder: CC=auto, CC=auto:12 or CC=74,71,1,... (empty: the default table).
+# make predefines CC as the C compiler and shells may export it, so only a value given on the command line counts.
+ifneq ($(origin CC),command line)
+CC :=
+endif
+CC ?=
 
 .PHONY: venv test report reference bench bench-gpu clean-venv
 
@@ -45,7 +51,7 @@ test: $(DEV_STAMP)
 	$(PY) -m pytest --nbval-lax notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg -q -p no:cacheprovider
 
 report: $(STAMP)
-	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(FORCE),--force,)
+	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(FORCE),--force,) $(if $(CC),--cc $(CC),)
 
 # Refresh the committed results/reference/$(PRESET) from a finished `make report` in $(OUT): the index, Table 1, key
 # figures, each run's config/metrics/run record and the HTML of notebooks 01-03 (04-06 embed audio, ~2 MB each).

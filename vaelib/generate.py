@@ -245,8 +245,10 @@ def safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
 
 
-def write_outputs(perfs: list[Performance], out_dir, sample_rate: int = 44100, wav: bool = True) -> list[Path]:
-    """Write ``<source>.mid`` (+ ``.wav`` rendered by vaelib.synth) per performance; returns MIDI paths."""
+def write_outputs(perfs: list[Performance], out_dir, sample_rate: int = 44100, wav: bool = True,
+                  cc_map: dict[int, str] | None = None) -> list[Path]:
+    """Write ``<source>.mid`` (+ its controller sheet ``.json``, + ``.wav`` rendered by vaelib.synth with
+    ``cc_map``, CC number -> synth parameter) per performance; returns MIDI paths."""
     from vaelib.midi import write_midi
 
     out = Path(out_dir)
@@ -254,12 +256,12 @@ def write_outputs(perfs: list[Performance], out_dir, sample_rate: int = 44100, w
     paths = []
     for p in perfs:
         stem = safe_name(p.source)
-        paths.append(write_midi(p, out / f"{stem}.mid"))
+        paths.append(write_midi(p, out / f"{stem}.mid", cc_map=cc_map))
         if wav:
             from vaelib.audio import write_wav
             from vaelib.synth import render
 
-            write_wav(out / f"{stem}.wav", render(p, sample_rate=sample_rate), sample_rate)
+            write_wav(out / f"{stem}.wav", render(p, sample_rate=sample_rate, cc_map=cc_map), sample_rate)
     return paths
 
 
@@ -276,6 +278,7 @@ def main(argv=None) -> None:
     ap.add_argument("--monophonic", action="store_true")
     ap.add_argument("--tempo-bpm", type=float, default=140.0)
     ap.add_argument("--sample-rate", type=int, default=44100)
+    ap.add_argument("--cc-map", default=None, help="JSON CC map (CC number -> built-in synth parameter) for the .wav")
     a = ap.parse_args(argv)
     from vaelib.checkpoint import load_model
 
@@ -285,7 +288,10 @@ def main(argv=None) -> None:
                   grammar=not a.no_grammar, monophonic=a.monophonic, tokenizer=tk)
     name = safe_name(f"{Path(a.run_dir).resolve().name}_seed{a.seed}")
     perfs = to_performances(tk, seqs, tempo_bpm=a.tempo_bpm, source=name)
-    paths = write_outputs(perfs, a.out, sample_rate=a.sample_rate)
+    from vaelib.controllers import load_cc_map
+
+    paths = write_outputs(perfs, a.out, sample_rate=a.sample_rate,
+                          cc_map=load_cc_map(a.cc_map) if a.cc_map else None)
     for p, path in zip(perfs, paths):
         print(f"{path}  notes={p.n_notes} cc_changes={int(p.cc_changes().sum())}")
 

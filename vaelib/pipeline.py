@@ -75,14 +75,16 @@ class StepResult:
 # ---------------------------------------------------------------- plan
 
 def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0, epochs: int = 0,
-         max_steps: int = 0, beta_max: float = -1.0, limit: int = 0, control: bool = True) -> list[Step]:
+         max_steps: int = 0, beta_max: float = -1.0, limit: int = 0, control: bool = True,
+         cc: str = "") -> list[Step]:
     """The paper's steps: 01 once, 02 per (latent_dim, seed), 03 once, 04 per latent_dim, 05 and 06 once.
 
     Each 02 trains its run and then scores it on the test split in the same worker, so one papermill job per size
     also gives that size's metrics; 03 reads them back, scores only runs whose metrics are stale, and builds Table 1.
 
     ``n_examples`` 0 takes the preset's corpus size; ``epochs`` 0, ``max_steps`` 0 and ``beta_max`` -1 take the
-    preset's training settings; ``limit`` 0 evaluates the whole test split.
+    preset's training settings; ``limit`` 0 evaluates the whole test split. ``cc`` picks the controllers curation
+    models ("auto", "auto:N" or "74,71,..."; "" keeps the default table; see ``vaelib.curation``).
     ``control`` adds ``02_train_z{D}_paper`` for the smallest D and the first seed: the preset's literal-objective
     variant (``config.literal_variant``; none for ``paper``, whose main runs are literal) trained into
     ``OUT/z{D}_paper``, so 03 can show the collapse the defences prevent. It keeps the paper's beta_max.
@@ -105,7 +107,7 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
 
     steps = [Step("01_dataset_curation", "01_dataset_curation",
                   dict(source=source if data == "synthetic" else rel(source), n_examples=int(n_examples or cfg.data.n_examples), seed=cfg.data.seed,
-                       preset=preset, out_dir=data_dir),
+                       preset=preset, out_dir=data_dir, **({"cc": cc} if cc else {})),
                   inputs=() if data == "synthetic" else (source,), outputs=(report,))]
     train = {}
     for dim in latent_dims:
@@ -591,6 +593,7 @@ def main(argv=None) -> int:
     p.add_argument("--latent-dims", type=int, nargs="+", default=[128, 256, 384, 512])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--data", default="synthetic", help='"synthetic" or a folder of MIDI files')
+    p.add_argument("--cc", default="", help='controllers to model: "auto", "auto:N" or "74,71,..." (default: the table)')
     p.add_argument("--out", default=None, help="output folder (default results/<preset>)")
     p.add_argument("--n-examples", type=int, default=0, help="synthetic corpus size (0 = the preset's)")
     p.add_argument("--epochs", type=int, default=0, help="0 = the preset's")
@@ -613,14 +616,14 @@ def main(argv=None) -> int:
     except KeyError as e:
         p.error(str(e))
     steps = plan(a.preset, a.latent_dims, a.seeds, a.data, out, n_examples=a.n_examples, epochs=a.epochs,
-                 max_steps=a.max_steps, limit=a.limit, control=not a.no_control)
+                 max_steps=a.max_steps, limit=a.limit, control=not a.no_control, cc=a.cc)
     control = next((s.parameters["preset"] for s in steps if s.name.endswith("_paper")), None)
     resolved = get_preset(a.preset, epochs=a.epochs or None).to_dict()
     resolved["model"]["latent_dim"] = f"one run per size: {', '.join(map(str, a.latent_dims))}"
     resolved["data"]["n_examples"] = steps[0].parameters["n_examples"]
     config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds,
                   data=a.data if a.data == "synthetic" else portable_path(a.data, out),
-                  control=control,
+                  control=control, **({"cc": a.cc} if a.cc else {}),
                   control_epochs=control and get_preset(control, epochs=a.epochs or None).train.epochs,
                   n_examples=steps[0].parameters["n_examples"], epochs=resolved["train"]["epochs"],
                   max_steps=a.max_steps or "none", limit=a.limit or "the whole test split",

@@ -258,3 +258,58 @@ def test_safe_name():
     assert names["a/song.mid"].startswith("song-")
     assert names["/abs/Ünïcodé ß song!.MID"].startswith("Unicode_song-")
     assert names["../../etc/passwd"].startswith("passwd-")
+
+
+# ---------------------------------------------------------------------------- controllers
+def test_written_files_name_their_controllers(tmp_path):
+    import json
+
+    from vaelib.midi import sidecar_path
+
+    p = random_performance(3)
+    path = write_midi(p, tmp_path / "a.mid")
+    text = [m.text for m in mido.MidiFile(path).tracks[0] if m.type == "text"]
+    assert text == ["vaelib controllers: CC74=cutoff CC71=resonance CC70=drive CC79=env_amount CC1=lfo_depth "
+                    "CC76=lfo_rate CC77=osc_mix CC94=detune CC5=glide CC11=volume"]
+    sheet = json.loads(sidecar_path(path).read_text())
+    assert sheet["midi"] == "a.mid" and [c["cc"] for c in sheet["controllers"]] == list(DEFAULT_CC_NUMBERS)
+    assert sheet["controllers"][-1] == {"cc": 11, "name": "volume", "default": 100, "synth_param": "volume"}
+    q = Performance(p.notes, p.cc[:3], (16, 74, 91))
+    path = write_midi(q, tmp_path / "b.mid", cc_map={16: "cutoff"})
+    sheet = json.loads(sidecar_path(path).read_text())
+    assert [(c["cc"], c["name"], c["synth_param"]) for c in sheet["controllers"]] == [
+        (16, "cc16", "cutoff"), (74, "cutoff", None), (91, "cc91", None)]
+    assert {m.control for m in mido.MidiFile(path).tracks[0] if m.type == "control_change"} <= {16, 74, 91}
+    assert not sidecar_path(write_midi(q, tmp_path / "c.mid", sidecar=False)).exists()
+
+
+def test_reading_every_cc_then_selecting_equals_reading_the_selection():
+    from vaelib.midi import select_controllers, used_controllers
+
+    chosen = (11, 74, 7, 10, 3)
+    every = read_midi(TEST04, cc_numbers=tuple(range(128)))
+    direct = read_midi(TEST04, cc_numbers=chosen)
+    assert [select_controllers(w, chosen) for w in every] == direct
+    used = used_controllers(every)
+    assert used[0].cc_numbers == tuple(sorted(used[0].cc_numbers)) and {7, 10, 11} <= set(used[0].cc_numbers)
+
+
+def test_other_parts_census_counts_changes_off_the_bass_channel(tmp_path):
+    from vaelib.midi import other_parts_census
+
+    tpq = 96
+    bass = mido.MidiTrack([mido.Message("program_change", channel=0, program=33)])
+    lead = mido.MidiTrack()
+    for s in range(32):  # 8 bars of quarter notes = 2 windows
+        bass += [mido.Message("note_on", channel=0, note=36, velocity=90),
+                 mido.Message("control_change", channel=0, control=74, value=s % 128),
+                 mido.Message("note_off", channel=0, note=36, velocity=0, time=tpq)]
+        lead += [mido.Message("note_on", channel=2, note=72, velocity=90),
+                 mido.Message("control_change", channel=2, control=1, value=s if s < 8 else 7),
+                 mido.Message("control_change", channel=2, control=91, value=40),
+                 mido.Message("note_off", channel=2, note=72, velocity=0, time=tpq)]
+    mf = mido.MidiFile(type=1, ticks_per_beat=tpq)
+    mf.tracks += [bass, lead]
+    mf.save(tmp_path / "x.mid")
+    # CC1 changes 7 times, all in the first window; CC91 never changes; the bass's CC74 is not counted here
+    assert other_parts_census(tmp_path / "x.mid") == {1: (1, 7)}

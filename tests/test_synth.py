@@ -3,6 +3,7 @@ MIDI conversion and errors; the render CLI."""
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import numpy as np
 import pytest
@@ -213,3 +214,58 @@ def test_render_cli_writes_a_wav(tmp_path):
     first = midi.read_midi(tmp_path / "in.mid")[0]
     assert sr == 16000 and audio.size == round(first.duration_sec * 16000) and np.abs(audio).max() > 0.05
     assert main([str(tmp_path / "nope.mid"), str(tmp_path / "x.wav")]) == 1
+
+
+# ---------------------------------------------------------------- the CC map
+def test_a_cc_map_routes_other_numbers_to_the_synth_parameters():
+    from vaelib.synth import controls
+
+    base = riff()
+    numbers = (11, 16, 17)  # expression, and two numbers outside the default table
+    lanes = {11: "volume", 16: "cutoff", 17: "resonance"}
+    ramp = [(t, 1, int(2 * t)) for t in range(64)] + [(0, 0, 90), (0, 2, 100)]
+    p = Performance.from_events(base.notes, ramp, n_steps=64, cc_numbers=numbers, tempo_bpm=137.0)
+    ref = Performance.from_events(base.notes, [(t, LANE["cutoff"], int(2 * t)) for t in range(64)]
+                                  + [(0, LANE["volume"], 90), (0, LANE["resonance"], 100)],
+                                  n_steps=64, tempo_bpm=137.0)
+    controls._WARNED.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mapped = render(p, cc_map=lanes)
+    # the same motion on the default numbers renders bit-identically: the map, not the number, decides
+    assert np.array_equal(mapped, render(ref))
+    c = get_controls(p, cc_map=lanes)
+    assert c["cutoff_hz"][-1] > 4 * c["cutoff_hz"][0]
+    with pytest.warns(UserWarning, match="ignores CC 16, 17"):
+        plain = render(p)  # the default map knows CC11 only: cutoff and resonance stay at their defaults
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per set of numbers per process
+        assert np.array_equal(render(p), plain)
+    assert not np.array_equal(plain, mapped)
+    np.testing.assert_allclose(get_controls(p)["cutoff_hz"], 40.0 * 300.0 ** (BY_NAME["cutoff"].default / 127))
+
+
+def test_the_volume_lane_is_expression_cc11():
+    assert DEFAULT_CC_NUMBERS[LANE["volume"]] == 11 and 7 not in DEFAULT_CC_NUMBERS
+    p = perf_of([(0, 16, 40, 100)], [(0, "volume", 127)], n_steps=32)
+    q = perf_of([(0, 16, 40, 100)], [(0, "volume", 20)], n_steps=32)
+    assert np.abs(render(p)).max() > 4 * np.abs(render(q)).max()
+
+
+def test_vst3_parameter_plan_cuts_at_mapped_changes_and_keeps_unmapped_ccs_as_midi():
+    import mido
+
+    from vaelib.synth.vst3 import parameter_segments
+
+    notes = [(0, 8, 36, 100), (8, 24, 38, 90)]
+    p = Performance.from_events(notes, [(0, 0, 10), (16, 0, 127), (4, 1, 50)], n_steps=32, cc_numbers=(16, 91),
+                                tempo_bpm=120.0)
+    n = int(round(p.duration_sec * 44100))
+    segs = parameter_segments(p, {16: "Filter Cutoff"}, 44100, n)
+    assert [(s["start"], s["stop"]) for s in segs] == [(0, round(16 * p.step_sec * 44100)),
+                                                        (round(16 * p.step_sec * 44100), n)]
+    assert [s["params"] for s in segs] == [{"Filter Cutoff": 10 / 127}, {"Filter Cutoff": 1.0}]
+    msgs = [(mido.Message.from_bytes(list(b)), k) for k, s in enumerate(segs) for b, _ in s["events"]]
+    assert [(m.control, m.value) for m, _ in msgs if m.type == "control_change"] == [(91, 50)]  # unmapped: MIDI
+    assert sum(m.type == "note_on" for m, _ in msgs) == 2 and sum(m.type == "note_off" for m, _ in msgs) == 2
+    assert all(0 <= t <= (s["stop"] - s["start"]) / 44100 for s in segs for _, t in s["events"])

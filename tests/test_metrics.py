@@ -53,8 +53,8 @@ def test_cc_me_lanes_present_in_union_and_missing_lane_is_default():
     assert M.cc_me(ref, est) == pytest.approx((1 - d) ** 2 / 2)  # mean over the 2 present lanes, not 10
     # a controller the estimate does not monitor at all also counts as its default curve
     est_other = perf_with(cc_events=[(0, 0, 30)], cc_numbers=(74, 71))
-    ref_other = perf_with(cc_events=[(0, 0, 30), (0, 1, 20)], cc_numbers=(74, 11))
-    assert M.cc_me_per_lane(ref_other, est_other)[11] == pytest.approx((20 / 127 - 64 / 127) ** 2)
+    ref_other = perf_with(cc_events=[(0, 0, 30), (0, 1, 20)], cc_numbers=(74, 16))
+    assert M.cc_me_per_lane(ref_other, est_other)[16] == pytest.approx((20 / 127 - 64 / 127) ** 2)
     # nothing set anywhere: both are the default curves
     assert M.cc_me(perf_with(), perf_with()) == 0.0
 

@@ -1,6 +1,9 @@
 # Two commands on a fresh machine: `make test` and `make report`. Each bootstraps .venv itself.
 PYTHON ?= python3
 TORCH_VERSION ?= 2.13.0
+# Where pip gets torch. Empty: PyPI, whose Linux wheel of torch 2.13.0 is the CUDA build (~530 MB plus the CUDA
+# libraries). CPU-only machines: TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (PyTorch's CPU wheels).
+TORCH_INDEX_URL ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp
@@ -37,7 +40,7 @@ venv: $(DEV_STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP_INSTALL) --upgrade pip
-	$(PIP_INSTALL) "torch==$(TORCH_VERSION)"
+	$(PIP_INSTALL) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL),) "torch==$(TORCH_VERSION)"
 	$(PIP_INSTALL) -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
@@ -53,18 +56,23 @@ test: $(DEV_STAMP)
 report: $(STAMP)
 	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(FORCE),--force,) $(if $(CC),--cc $(CC),)
 
-# Refresh the committed results/reference/$(PRESET) from a finished `make report` in $(OUT): the index, Table 1, key
-# figures, each run's config/metrics/run record and the HTML of notebooks 01-03 (04-06 embed audio, ~2 MB each).
+# Refresh the committed results/reference/$(PRESET) from a finished `make report` in $(OUT), in the same layout so
+# the index's links hold: Table 1, figures, every notebook's HTML (with the shared theme CSS), each run's
+# config/metrics/run record, figures and audio clips (Ogg Vorbis). Left out: checkpoints, token shards, .ipynb files
+# and the listening pack's WAVs. The index is rewritten to link only what was copied, then checked (links resolve,
+# audio decodes, no absolute path).
 REF := results/reference/$(PRESET)
-reference:
+reference: $(STAMP)
 	test -f $(OUT)/index.html
-	rm -rf $(REF) && mkdir -p $(REF)/notebooks $(REF)/runs
-	cp $(OUT)/data/report.json $(REF)/data_report.json
-	cp -r $(OUT)/figures $(REF)/figures
-	cp $(OUT)/index.html $(OUT)/pipeline.json $(OUT)/run_record.json $(OUT)/table1* $(REF)/
-	cp $(OUT)/notebooks/01_*.html $(OUT)/notebooks/02_train_z$(firstword $(LATENT_DIMS))*.html $(OUT)/notebooks/03_*.html $(REF)/notebooks/
-	for r in $(OUT)/z*/; do n=$$(basename $$r); mkdir -p $(REF)/runs/$$n; cp $$r/config.json $$r/metrics.json $$r/run.json $(REF)/runs/$$n/; done
-	for r in $(firstword $(LATENT_DIMS)) $(lastword $(LATENT_DIMS)); do test ! -d $(OUT)/z$$r/figures || cp -r $(OUT)/z$$r/figures $(REF)/runs/z$$r/; done
+	rm -rf $(REF) && mkdir -p $(REF)/notebooks $(REF)/data
+	cp $(OUT)/data/report.json $(REF)/data/
+	test ! -d $(OUT)/figures || cp -r $(OUT)/figures $(REF)/figures
+	cp $(OUT)/pipeline.json $(OUT)/run_record.json $(OUT)/table1* $(REF)/
+	cp $(OUT)/notebooks/*.html $(OUT)/notebooks/*.css $(REF)/notebooks/
+	for r in $(OUT)/z*/; do n=$$(basename $$r); mkdir -p $(REF)/$$n; \
+	  for f in config.json metrics.json run.json; do test ! -f $$r/$$f || cp $$r/$$f $(REF)/$$n/; done; \
+	  for d in figures audio; do test ! -d $$r/$$d || cp -r $$r/$$d $(REF)/$$n/; done; done
+	$(PY) -m vaelib.report_index $(REF) --check
 	du -sh $(REF)
 
 bench: $(DEV_STAMP)

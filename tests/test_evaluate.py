@@ -101,7 +101,7 @@ def test_runs_evaluated_in_worker_processes_match_one_at_a_time(tiny_run, tmp_pa
     both = evaluate_results(tmp_path, [16], tiny_run / "data", limit=16, n_jobs=2)
     assert sorted(both) == ["z16_s0", "z16_s1"]
     for name, m in both.items():
-        assert (tmp_path / name / "metrics.json").exists() and m["run"]["run_dir"] == str(tmp_path / name)
+        assert (tmp_path / name / "metrics.json").exists() and m["run"]["run_dir"] == name  # no machine path
         for k in HEADLINE:  # other thread counts may reorder float sums, nothing more
             assert m[k]["value"] == pytest.approx(one[k]["value"], rel=1e-5, abs=1e-9), (name, k)
 
@@ -168,7 +168,7 @@ def test_table1_shows_a_paper_control_as_its_own_row(tiny_run):
     csv = pd.read_csv(tiny_run / "table_control" / "table1.csv")
     assert list(csv["control"]) == [False, True]
     md = (tiny_run / "table_control" / "table1.md").read_text()
-    assert "control: paper (β_max=8, no defences; 10 epochs)" in md
+    assert "paper, 10 ep.: paper (β_max=8, no defences; 10 epochs) (control row)" in md
     verdicts = pd.read_csv(tiny_run / "table_control" / "table1_runs.csv")
     assert list(verdicts["run"]) == ["z16_s0", "z16_s1", "z16_paper"]
     assert all(v.startswith("collapsed" if c else "uses z") for v, c in zip(verdicts["verdict"], verdicts["collapsed"]))

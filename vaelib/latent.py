@@ -128,9 +128,23 @@ def nearest_neighbours(queries: list[Performance], pool: list[Performance], k: i
 
 
 # ---------------------------------------------------------------------------------- plots
-def plot_pca(pca, mu: np.ndarray, color, prior_z: np.ndarray | None = None, title: str = "", ax=None):
+ATTRIBUTE_LABELS = {"note_density": "note density (notes per bar)", "register": "register (mean MIDI pitch)",
+                    "wobble_rate": "wobble rate (cutoff cycles per bar)"}
+
+
+def attribute_label(name: str) -> str:
+    """An attribute's name with its unit, for axes and colour bars."""
+    if name.startswith("cc_activity_"):
+        return f"{name.removeprefix('cc_activity_')} activity (total variation per bar, 0-1 scale)"
+    return ATTRIBUTE_LABELS.get(name, name.replace("_", " "))
+
+
+def plot_pca(pca, mu: np.ndarray, color, prior_z: np.ndarray | None = None, title: str = "", ax=None,
+             color_label: str = ""):
     """Scatter of mu projected on PC1/PC2, coloured by a categorical (e.g. style) or numeric
-    (an attribute) array of length N; prior samples (M, D) on top as black crosses. Returns the Figure."""
+    (an attribute) array of length N; prior samples (M, D) on top as black crosses. A numeric colour gets a
+    colour bar labelled ``color_label`` (default: ``attribute_label(title)``); the legend sits outside the axes,
+    so it covers no point. Returns the Figure."""
     import matplotlib.pyplot as plt
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.5, 4.5))
@@ -141,14 +155,15 @@ def plot_pca(pca, mu: np.ndarray, color, prior_z: np.ndarray | None = None, titl
             ax.scatter(*xy[color == lab].T, s=10, alpha=0.7, label=str(lab))
     else:
         sc = ax.scatter(*xy.T, c=color, s=10, cmap="viridis", alpha=0.8)
-        fig.colorbar(sc, ax=ax)
+        fig.colorbar(sc, ax=ax, label=color_label or attribute_label(title))
     if prior_z is not None:
         pz = pca.transform(np.asarray(prior_z))[:, :2]
         ax.scatter(*pz.T, marker="x", c="k", s=25, label="prior samples")
     if color.dtype.kind in "OUS" or prior_z is not None:
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, frameon=False)
     ev = pca.explained_variance_ratio_
-    ax.set(xlabel=f"PC1 ({ev[0]:.0%})", ylabel=f"PC2 ({ev[1]:.0%})" if len(ev) > 1 else "PC2", title=title)
+    ax.set(xlabel=f"PC1 of μ ({ev[0]:.0%} of variance)",
+           ylabel=f"PC2 of μ ({ev[1]:.0%} of variance)" if len(ev) > 1 else "PC2 of μ", title=title)
     return fig
 
 
@@ -159,12 +174,12 @@ def plot_variance_and_kl(pca, kl: np.ndarray, title: str = ""):
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2))
     ev = np.cumsum(pca.explained_variance_ratio_)
     a.plot(np.arange(1, len(ev) + 1), ev, marker=".")
-    a.set(xlabel="principal components", ylabel="cumulative explained variance", ylim=(0, 1.02),
+    a.set(xlabel="number of principal components", ylabel="cumulative share of variance", ylim=(0, 1.02),
           title="PCA of mu")
     order = np.argsort(kl)[::-1]
     b.bar(np.arange(len(kl)), kl[order])
     b.axhline(0.01, color="r", lw=0.8, ls="--", label="0.01 nats (inactive below)")
-    b.set(xlabel="latent dimension (sorted)", ylabel="KL (nats)", title="per-dimension KL")
+    b.set(xlabel="latent dimension (sorted by KL)", ylabel="KL per dimension (nats)", title="per-dimension KL")
     b.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
@@ -188,7 +203,10 @@ def plot_neighbours(generated: list[Performance], pool: list[Performance], idx: 
                             label=f"nearest train ({pool[j].style})")
             axes[r, c].set_title(f"{g.source}: {lane}, novelty {d:.3f}" if c == 0 else lane, fontsize=8)
     axes[0, -1].legend(fontsize=6)
-    axes[-1, 0].set(xlabel="step", ylabel="value / 127")
+    for ax in axes[-1]:
+        ax.set_xlabel(f"step (1/{generated[0].steps_per_bar} note)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("CC value / 127")
     fig.tight_layout()
     return fig
 
@@ -211,8 +229,10 @@ def plot_strip(perfs: list[Performance], titles=None, lanes=("cutoff", "resonanc
             axes[1, i].step(np.arange(p.n_steps), p.cc_curves()[names.index(lane)], where="post", lw=0.9,
                             label=lane)
         axes[1, i].set_ylim(-0.05, 1.05)
-    axes[0, 0].set_ylabel("pitch")
-    axes[1, 0].set_ylabel("CC / 127")
+    axes[0, 0].set_ylabel("pitch (MIDI note)")
+    axes[1, 0].set_ylabel("CC value / 127")
+    for ax in axes[1]:
+        ax.set_xlabel(f"step (1/{perfs[0].steps_per_bar} note)")
     axes[1, -1].legend(fontsize=6)
     fig.tight_layout()
     return fig
@@ -250,6 +270,12 @@ def variation_grid(model, tokenizer, z0, directions: dict[str, np.ndarray], amou
         twin.set_ylim(-0.05, 1.05)
         twin.set_yticks([])
         ax.set_title(f"{p.source}  ({p.n_notes} notes)", fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("pitch (MIDI)", fontsize=7)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"step (1/{perfs[0].steps_per_bar} note)", fontsize=7)
+    fig.suptitle("Decodes of z0 + amount × direction (rows: directions, columns: amounts); piano roll in grey, "
+                 "cutoff CC in orange (0-127)", fontsize=8)
     fig.tight_layout()
     return fig, perfs
 

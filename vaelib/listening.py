@@ -238,6 +238,7 @@ def plot_ratings(df: pd.DataFrame):
                     color="tab:blue")
         ax.set_xticks(x, conds, rotation=30)
         ax.set(title=f"{_tag(df)}{scale.replace('_', ' ')}", ylim=(0.5, 5.5))
+        ax.set_xlabel("condition (latent size or real reference)")
     axes[0].set_ylabel("rating (1-5), mean and 95 % CI")
     fig.suptitle(f"{_tag(df)}listening test ratings".strip())
     fig.tight_layout()
@@ -251,6 +252,9 @@ def analyse(ratings, key_path, out_dir=None) -> dict:
     summ = summarize(df)
     kw, pw = compare_conditions(df)
     fig = plot_ratings(df)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)  # returned for the caller to show once; an open figure would be drawn again at the cell's end
     res = {"ratings": df, "summary": summ, "kruskal": kw, "pairwise": pw, "figure": fig,
            "simulated": bool(df["simulated"].any())}
     if out_dir is not None:
@@ -262,3 +266,90 @@ def analyse(ratings, key_path, out_dir=None) -> dict:
         pw.to_csv(out / f"{pre}pairwise.csv", index=False)
         fig.savefig(out / f"{pre}ratings.png", dpi=120, bbox_inches="tight")
     return res
+
+
+# ------------------------------------------------------------------------------------------ report audio
+CLIP_RATE = 22050  # the evaluation's render rate (MR-STFT)
+AUDIO_MANIFEST, EXPLORER_MANIFEST = "audio.json", "explorer.json"  # in RUN/audio/
+
+
+def write_clips(perfs: list[Performance], folder, stems: list[str], sample_rate: int = CLIP_RATE) -> list[str]:
+    """Render each performance with the built-in voice into ``folder/<stem>.ogg`` (Ogg Vorbis); returns the file
+    names."""
+    from vaelib.audio import write_ogg
+    from vaelib.synth import render
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for perf, stem in zip(perfs, stems):
+        write_ogg(folder / f"{stem}.ogg", render(perf, sample_rate=sample_rate), sample_rate)
+    return [f"{stem}.ogg" for stem in stems]
+
+
+def _write_manifest(path: Path, manifest: dict) -> Path:
+    import json
+
+    from vaelib.atomic import atomic_write_text
+
+    atomic_write_text(path, json.dumps(manifest, indent=2))
+    return path
+
+
+def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, split: str = "test", seed: int = 0,
+                     sample_rate: int = CLIP_RATE) -> dict:
+    """What a reader of the report listens to for one run, as Ogg Vorbis files in ``run_dir/audio/``:
+
+    * ``pair_<i>_original.ogg`` / ``pair_<i>_reconstruction.ogg``: the first ``n_pairs`` windows of ``split``
+      (tokenized, as the evaluation scores them) and the greedy decode of their posterior mean μ(x), as in Table 1;
+    * ``prior_<i>.ogg``: ``n_prior`` samples z ~ N(0, I) decoded at temperature 1 with the grammar, at the tempos
+      of the originals.
+
+    Writes the manifest ``run_dir/audio/audio.json`` (file paths relative to ``run_dir``) and returns it."""
+    from vaelib.checkpoint import load_model
+    from vaelib.curation import load_meta, load_split, load_tokenizer
+    from vaelib.generate import decode, sample
+    from vaelib.latent import encode_split
+
+    run_dir = Path(run_dir)
+    folder = run_dir / "audio"
+    model, _ = load_model(run_dir, device="cpu")
+    tk = load_tokenizer(data_dir)
+    seqs = [np.asarray(s, np.int64) for s in load_split(data_dir, split)][:n_pairs]
+    meta = load_meta(data_dir, split)[:n_pairs]
+    tempos = [float(m.get("tempo_bpm", 140.0)) for m in meta] or [140.0]
+    mu, _ = encode_split(model, seqs)
+    recon_ids = decode(model, mu, greedy=True, tokenizer=tk)
+    originals = [tk.decode(s, tempo_bpm=t) for s, t in zip(seqs, tempos)]
+    recons = [tk.decode(s, tempo_bpm=t) for s, t in zip(recon_ids, tempos)]
+    prior_perfs = [tk.decode(s, tempo_bpm=tempos[i % len(tempos)])
+                   for i, s in enumerate(sample(model, n_prior, seed=seed, tokenizer=tk, grammar=True))]
+    pairs = []
+    for i, (o, r, m) in enumerate(zip(originals, recons, meta)):
+        a, b = write_clips([o, r], folder, [f"pair_{i:02d}_original", f"pair_{i:02d}_reconstruction"], sample_rate)
+        pairs.append({"example": i, "source": Path(str(m.get("source", ""))).name, "style": m.get("style", ""),
+                      "tempo_bpm": o.tempo_bpm, "original": f"audio/{a}", "reconstruction": f"audio/{b}",
+                      "notes": [o.n_notes, r.n_notes]})
+    files = write_clips(prior_perfs, folder, [f"prior_{i:02d}" for i in range(len(prior_perfs))], sample_rate)
+    manifest = {"run": run_dir.resolve().name, "split": split, "sample_rate": sample_rate, "format": "Ogg Vorbis",
+                "pairs": pairs,
+                "prior": [{"file": f"audio/{f}", "tempo_bpm": p.tempo_bpm, "notes": p.n_notes}
+                          for f, p in zip(files, prior_perfs)]}
+    _write_manifest(folder / AUDIO_MANIFEST, manifest)
+    return manifest
+
+
+def export_grid_audio(run_dir, perfs: list[Performance], directions: list[str], amounts,
+                      sample_rate: int = CLIP_RATE) -> dict:
+    """The explorer's static variation grid (``latent.variation_grid``: one row per direction, one column per
+    amount) as ``run_dir/audio/explorer/<row>_<col>.ogg`` with the manifest ``run_dir/audio/explorer.json``
+    (paths relative to ``run_dir``); returns the manifest."""
+    run_dir = Path(run_dir)
+    amounts = [float(a) for a in amounts]
+    stems = [f"{r:02d}_{c:02d}" for r in range(len(directions)) for c in range(len(amounts))]
+    files = write_clips(perfs, run_dir / "audio" / "explorer", stems, sample_rate)
+    cells = [[f"audio/explorer/{files[r * len(amounts) + c]}" for c in range(len(amounts))]
+             for r in range(len(directions))]
+    manifest = {"run": run_dir.resolve().name, "sample_rate": sample_rate, "format": "Ogg Vorbis",
+                "directions": list(directions), "amounts": amounts, "cells": cells}
+    _write_manifest(run_dir / "audio" / EXPLORER_MANIFEST, manifest)
+    return manifest

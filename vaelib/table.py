@@ -70,11 +70,13 @@ def per_example(runs: list[dict]) -> pd.DataFrame:
 
 
 def _cell(runs: list[dict], key: str, col: str | None, ex: pd.DataFrame, seed: int) -> dict:
+    if not all(isinstance(r["metrics"].get(key), dict) and "value" in r["metrics"][key] for r in runs):
+        return {"value": np.nan, "ci_lo": np.nan, "ci_hi": np.nan, "seed_sd": np.nan}  # a metric this run lacks
     vals = np.array([r["metrics"][key]["value"] for r in runs], np.float64)
     if len(runs) == 1:
         v = runs[0]["metrics"][key]
-        return {"value": float(v["value"]), "ci_lo": float(v["ci95"][0]), "ci_hi": float(v["ci95"][1]),
-                "seed_sd": np.nan}
+        lo, hi = (v.get("ci95") or [np.nan, np.nan])[:2]
+        return {"value": float(v["value"]), "ci_lo": float(lo), "ci_hi": float(hi), "seed_sd": np.nan}
     sd = float(vals.std(ddof=1))
     if col is not None and col in ex:
         lo, hi = bootstrap_ci(ex[col].to_numpy(np.float64), seed=seed)
@@ -165,22 +167,43 @@ def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame({**rows, "test set": ref}).T
 
 
-def format_table(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
-    """Readable Table 1: one "value [lo, hi]" string per cell, paper columns first, collapse flag last."""
-    out = pd.DataFrame({"Latent Dim. (D)": df["latent_dim"].astype(int),
-                        "Objective": [("control: " if c else "") + o for c, o in zip(df["control"], df["objective"])],
-                        "Seeds": df["n_seeds"].astype(int)})
-    for name, _, _, header in CELLS:
-        fmt = "{:.0f}" if name == "active_units" else f"{{:.{digits}g}}"
-        out[header] = [f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
-                       for v, lo, hi in zip(df[name], df[f"{name}_ci_lo"], df[f"{name}_ci_hi"])]
-    out["Collapsed"] = np.where(df["collapsed"], "collapsed", "")
+def format_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Readable Table 1 (``vaelib.table_format``): short objective labels, each model metric beside its
+    unconditional baseline, "value [lo, hi]" with one number of decimals per column, counts without a CI, and a
+    verdict column. Columns a run lacks are left out; keys beyond ``CELLS`` in the metrics are ignored."""
+    from vaelib import table_format as tf
+
+    out = pd.DataFrame({"D": df["latent_dim"].astype(int),
+                        "Objective": [tf.objective_short(o, c) for o, c in zip(df["objective"], df["control"])]})
+    if "n_seeds" in df and df["n_seeds"].max() > 1:
+        out["Seeds"] = df["n_seeds"].astype(int)
+    for name, header, _ in tf.COLUMNS:
+        if name not in df or df[name].isna().all():
+            continue
+        if name in tf.COUNTS:
+            out[header] = [tf.fmt(v, 0) for v in df[name]]
+            continue
+        d = tf.decimals(df[name], df[f"{name}_ci_lo"], df[f"{name}_ci_hi"])
+        out[header] = [tf.fmt_ci(v, lo, hi, d) for v, lo, hi in zip(df[name], df[f"{name}_ci_lo"], df[f"{name}_ci_hi"])]
+    out["Verdict"] = np.where(df["collapsed"], "collapsed", "uses z")
     return out
 
 
 def row_label(latent_dim: int, control: bool) -> str:
     """x-axis label of a Table 1 row: ``"128"``, or ``"128 paper"`` for a literal-objective control."""
     return f"{latent_dim} {CONTROL}" if control else str(latent_dim)
+
+
+PLOT_LABELS = {  # metric -> (panel title, y-axis label with unit)
+    "cc_me": ("CC-ME (lower is better)", "CC mean error (0-1 scale)"),
+    "mr_stft": ("MR-STFT (lower is better)", "multi-resolution STFT distance"),
+    "note_f1": ("note onset F1 (higher is better)", "F1 (0-1)"),
+    "frame_accuracy": ("frame accuracy (higher is better)", "TP / (TP + FP + FN), 0-1"),
+    "recon_ce": ("reconstruction CE", "nats per token"),
+    "kl": ("KL(q(z|x) ‖ N(0, I))", "nats per piece"),
+    "active_units": ("active units", "count (Var μ_j > 0.01)"),
+    "usage_gap": ("usage gap", "nats per token"),
+}
 
 
 def plot_table1(runs: dict[str, list[dict]], df: pd.DataFrame, fig_dir) -> list[Path]:
@@ -207,13 +230,16 @@ def plot_table1(runs: dict[str, list[dict]], df: pd.DataFrame, fig_dir) -> list[
     for ax, m in zip(axes, ("cc_me", "mr_stft", "note_f1", "frame_accuracy")):
         sns.pointplot(data=long[long.metric == m], x="latent_dim", y="value", hue="decoder z", ax=ax, order=list(runs),
                       errorbar=("ci", 95), seed=0, dodge=0.3, capsize=0.1, linestyle="none")
-        ax.set(title=m, xlabel="latent dim", ylabel="")
-        if ax is not axes[0]:
-            ax.get_legend().remove()
-    fig.suptitle("Free-running reconstructions (mean, 95 % bootstrap CI over examples)")
-    fig.tight_layout()
+        ax.set(title=PLOT_LABELS[m][0], xlabel="latent size D", ylabel=PLOT_LABELS[m][1])
+        ax.get_legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, [f"{lab} z" if lab == "model" else "unconditional (another piece's z)" for lab in labels],
+               loc="lower center", ncol=2, frameon=False)
+    fig.suptitle("Free-running reconstructions: model vs unconditional baseline (mean, 95 % bootstrap CI over "
+                 "test pieces)")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     paths.append(fig_dir / "reconstruction.png")
-    fig.savefig(paths[-1], dpi=110)
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.4))
@@ -223,13 +249,13 @@ def plot_table1(runs: dict[str, list[dict]], df: pd.DataFrame, fig_dir) -> list[
         sns.barplot(x=x, y=df[m].to_numpy(), ax=ax, palette=colors, hue=x, legend=False)
         ax.errorbar(np.arange(len(df)), df[m], yerr=[df[m] - df[f"{m}_ci_lo"], df[f"{m}_ci_hi"] - df[m]],
                     fmt="none", ecolor="black", capsize=4)
-        ax.set(title=m, xlabel="latent dim", ylabel="")
-    axes[-1].axhline(COLLAPSE_GAP, ls="--", c="tab:red", lw=1, label="collapse threshold")
-    axes[-1].legend(fontsize=8)
+        ax.set(title=PLOT_LABELS[m][0], xlabel="latent size D", ylabel=PLOT_LABELS[m][1])
+    axes[-1].axhline(COLLAPSE_GAP, ls="--", c="tab:red", lw=1, label=f"collapse threshold ({COLLAPSE_GAP:g})")
+    axes[-1].legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
     fig.suptitle("Latent usage (red = collapsed: usage gap below threshold)")
     fig.tight_layout()
     paths.append(fig_dir / "latent.png")
-    fig.savefig(paths[-1], dpi=110)
+    fig.savefig(paths[-1], dpi=110, bbox_inches="tight")
     plt.close(fig)
     return paths
 
@@ -252,16 +278,30 @@ def build_table1(results_dir, latent_dims, out_dir, seed: int = 0) -> pd.DataFra
     verdicts = run_verdicts([r for group in (runs, controls) for d in sorted(group) for r in group[d]])
     atomic_write_text(out_dir / "table1_runs.csv", verdicts.to_csv(index=False))
     atomic_write_text(out_dir / "table1.csv", df.to_csv(index=False))
-    atomic_write_text(out_dir / "table1.md", pretty.to_markdown(index=False) if _has_tabulate() else _md(pretty))
+    from vaelib.table_format import markdown_notes
+
+    notes = markdown_notes(df["objective"], df["control"], df["n_examples"], int(df["n_seeds"].max()))
+    atomic_write_text(out_dir / "table1.md",
+                      (pretty.to_markdown(index=False) if _has_tabulate() else _md(pretty)).rstrip("\n") + "\n" + notes)
     atomic_write_text(out_dir / "table1.tex", _tex(pretty))
     atomic_write_text(out_dir / "table1_paired.csv", paired.to_csv(index=False))
-    atomic_write_text(out_dir / "table1_paired.md", _md(paired.round(4)))
+    atomic_write_text(out_dir / "table1_paired.md", _md(format_paired(paired)))
     plot_table1({row_label(d, c): (controls if c else runs)[d] for d, c in zip(df["latent_dim"], df["control"])},
                 df, out_dir / "figures")
     df.attrs["paired"] = paired
     df.attrs["formatted"] = pretty
     df.attrs["verdicts"] = verdicts
     return df
+
+
+def format_paired(paired: pd.DataFrame) -> pd.DataFrame:
+    """The paired tests for reading: 3 significant digits, p-values in plain or scientific notation."""
+    out = paired.copy()
+    for c in ("mean_diff", "ci_lo", "ci_hi"):
+        out[c] = [f"{v:.3g}" for v in out[c]]
+    for c in ("p_wilcoxon", "p_bootstrap"):
+        out[c] = [f"{v:.2g}" if v == v else "–" for v in out[c]]
+    return out
 
 
 def _has_tabulate() -> bool:

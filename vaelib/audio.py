@@ -74,7 +74,8 @@ def show_audio(perf_or_audio, sample_rate: int = 22050, title: str = "", max_hz:
         audio = render(perf_or_audio, sample_rate=sample_rate)
     fig, ax = plt.subplots(figsize=(8, 2.5))
     if np.any(audio):
-        ax.specgram(audio, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-120)
+        with np.errstate(divide="ignore"):  # silent frames are log10(0) = -inf dB, drawn at vmin
+            ax.specgram(audio, NFFT=1024, Fs=sample_rate, noverlap=768, cmap="magma", vmin=-120)
     ax.set_ylim(0, min(max_hz, sample_rate / 2))
     ax.set_xlabel("time (s)")
     ax.set_ylabel("Hz")

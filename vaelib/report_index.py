@@ -67,7 +67,9 @@ def collect_artifacts(out) -> dict:
     def pictures(folder: Path) -> list[str]:
         found = sorted(p.relative_to(out).as_posix() for p in folder.rglob("*")
                        if p.suffix.lower() in FIGURE_SUFFIXES and p.is_file()) if folder.is_dir() else []
-        return sorted(found, key=lambda f: (SIMULATED in Path(f).name, f))
+        order = list(FIGURE_CAPTIONS)  # the reading order: Table 1's figures, then latent space, explorer
+        return sorted(found, key=lambda f: (SIMULATED in Path(f).name,
+                                            order.index(Path(f).stem) if Path(f).stem in order else len(order), f))
 
     runs = sorted((p for p in out.iterdir() if p.is_dir() and parse_run_name(p.name)),
                   key=lambda p: (parse_run_name(p.name)[2], parse_run_name(p.name)[0], p.name)) if out.is_dir() else []
@@ -230,7 +232,7 @@ def render_audio(out: Path, audio: dict) -> str:
                     f"<td>{p['notes'][0]} / {p['notes'][1]}</td></tr>" for p in man.get("pairs", []))
                 prior = " ".join(_player(out, base + "/" + p["file"]) for p in man.get("prior", []))
                 parts.append(
-                    f"<h3>{html.escape(run)}</h3><details><summary>{len(man.get('pairs', []))} test pieces: original "
+                    f"<h3>{html.escape(run)}</h3><details{' open' if not parts else ''}><summary>{len(man.get('pairs', []))} test pieces: original "
                     f"vs reconstruction; {len(man.get('prior', []))} prior samples</summary>"
                     "<table><tr><th>#</th><th>style</th><th>original</th><th>reconstruction (greedy decode of μ)"
                     f"</th><th>notes (orig. / rec.)</th></tr>{rows}</table>"

@@ -51,7 +51,11 @@ def _finite(v) -> bool:
 
 
 def fmt(v, d: int) -> str:
-    return f"{float(v):.{d}f}" if _finite(v) else "–"
+    """``v`` with ``d`` decimals; "–" when missing; no sign on a value that rounds to zero."""
+    if not _finite(v):
+        return "–"
+    text = f"{float(v):.{d}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
 
 
 def fmt_ci(v, lo, hi, d: int) -> str:

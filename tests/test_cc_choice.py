@@ -226,3 +226,17 @@ def test_example_map_file_is_the_default_map(tmp_path):
         (tmp_path / "m.json").write_text(json.dumps({"16": "wobble"}))
         load_cc_map(tmp_path / "m.json")
     assert load_cc_map(tmp_path / "m.json", builtin=False) == {16: "wobble"}  # a plugin's own parameter name
+
+
+def test_latent_plots_show_the_modelled_lanes_when_the_default_names_are_absent():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from vaelib import latent
+    from vaelib.performance import Performance
+
+    p = Performance.from_events([(0, 4, 36, 100)], [(0, 0, 10), (5, 1, 90)], n_steps=32, cc_numbers=BASS_CC[1:])
+    fig = latent.plot_neighbours([p], [p], np.array([[0]]), np.array([[0.0]]))
+    assert [ax.get_title().split(": ")[-1].split(",")[0] for ax in fig.axes] == ["cc16", "cc17", "cc91"]
+    strip = latent.plot_strip([p, p])
+    assert [t.get_text() for t in strip.axes[-1].get_legend().get_texts()] == ["cc16", "cc17", "cc91"]

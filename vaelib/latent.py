@@ -186,11 +186,18 @@ def plot_variance_and_kl(pca, kl: np.ndarray, title: str = ""):
     return fig
 
 
+def shown_lanes(lanes, names: list[str]) -> list[str]:
+    """The wanted lanes the data models, or its first lanes (as many) when it models none of them."""
+    return [lane for lane in lanes if lane in names] or names[:len(lanes)]
+
+
 def plot_neighbours(generated: list[Performance], pool: list[Performance], idx: np.ndarray, dist: np.ndarray,
                     lanes=("cutoff", "resonance", "volume")):
     """Generated CC curves (solid) beside their nearest training example (dashed), one row per
     generated performance, one column per lane; novelty distance in each row's title."""
     import matplotlib.pyplot as plt
+
+    lanes = shown_lanes(lanes, [name_of(c) for c in generated[0].cc_numbers])
 
     fig, axes = plt.subplots(len(generated), len(lanes), figsize=(3.2 * len(lanes), 1.7 * len(generated)),
                              squeeze=False, sharex=True, sharey=True)
@@ -214,6 +221,8 @@ def plot_neighbours(generated: list[Performance], pool: list[Performance], idx: 
 def plot_strip(perfs: list[Performance], titles=None, lanes=("cutoff", "resonance", "volume")):
     """Interpolation strip: piano roll (top) and CC lanes (bottom) of each performance, left to right."""
     import matplotlib.pyplot as plt
+
+    lanes = shown_lanes(lanes, [name_of(c) for c in perfs[0].cc_numbers])
 
     n = len(perfs)
     fig, axes = plt.subplots(2, n, figsize=(2.3 * n, 3.6), squeeze=False, sharex=True,

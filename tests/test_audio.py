@@ -23,12 +23,18 @@ def test_write_wav_clips_and_cleans_bad_samples(tmp_path):
     np.testing.assert_allclose(back, [1.0, -1.0, 0.0, 0.25], atol=1e-4)
 
 
-def test_audio_player_embeds_the_data_for_html():
-    html = audio_player(np.zeros(100, np.float32), 8000)._repr_html_()
-    assert "data:audio/wav;base64," in html
+def test_audio_player_embeds_ogg_that_decodes():
+    import base64
+    import io
+    import re
+
+    html = audio_player(0.1 * np.sin(np.arange(8000) / 5.0), 8000)._repr_html_()
+    data = re.search(r'src="data:audio/ogg;base64,([^"]+)"', html).group(1)
+    back, rate = sf.read(io.BytesIO(base64.b64decode(data)))
+    assert rate == 8000 and len(back) == 8000 and "<audio controls" in html
 
 
 def test_show_audio_renders_a_performance(capsys):
     p = Performance.from_events([(0, 8, 36, 100)], [], n_steps=16)
     assert show_audio(p, sample_rate=8000) is None
-    assert "Audio" in capsys.readouterr().out  # outside a notebook IPython prints what it would display
+    assert "HTML" in capsys.readouterr().out  # outside a notebook IPython prints what it would display

@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -262,15 +264,20 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     partner = partners(sources, seed)
     torch.manual_seed(seed)
 
+    say = lambda what: print(f"[evaluate {Path(run_dir).resolve().name} {time.time() - t0:5.1f} s] {what}",  # noqa: E731
+                             file=sys.stderr, flush=True)
+    say(f"teacher-forced pass over {len(seqs)} {split} pieces (1/4)")
     tf = teacher_forced(model, seqs, tk, partner, seed=seed)
     kl_bd = 0.5 * (tf["mu"] ** 2 + np.exp(tf["logvar"]) - 1.0 - tf["logvar"])  # (N, D) nats
     kl_seq = kl_bd.sum(1)
 
     # one greedy pass over both (batching leaves greedy output unchanged; 240 rows at once took 19 s, not 32 s)
+    say(f"greedy decodes of {2 * len(seqs)} latents: reconstructions and the unconditional baseline (2/4)")
     both = decode(model, np.concatenate([tf["mu"], tf["mu"][partner]]), greedy=True, tokenizer=tk, batch_size=256)
     recon_ids, base_ids = both[:len(seqs)], both[len(seqs):]
     recons = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(recon_ids, refs)]
     bases = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(base_ids, refs)]
+    say("scoring the pairs" + (" (rendering audio for MR-STFT)" if render else "") + " (3/4)")
     rec = score_pairs(refs, recons, seqs, recon_ids, tk, render, n_workers)
     base = score_pairs(refs, bases, seqs, base_ids, tk, render, n_workers)
     floor = math.nan
@@ -284,6 +291,7 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         train_perfs = [tk.decode(np.asarray(s, np.int64)) for s in train_seqs]
     except (FileNotFoundError, OSError):
         train_perfs = []
+    say(f"{n_prior or min(len(seqs), N_PRIOR)} prior samples (4/4)")
     prior = prior_metrics(model, tk, n_prior or min(len(seqs), N_PRIOR), refs, train_perfs, seed)
 
     S = lambda x: M.summarize(x, seed)  # noqa: E731
@@ -333,7 +341,10 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
                         "mr_stft": M.paired_test(rec["mr_stft"], base["mr_stft"], seed=seed)},
         "recon_validity_rate": float(np.mean([M.is_valid(s, tk) for s in recon_ids])),
         "prior": prior,
-        "run": {"run_dir": str(run_dir), "data_dir": str(data_dir), "split": split, "limit": limit, "seed": seed,
+        # the run's folder name and the data folder relative to it: a record names no folder of this machine
+        "run": {"run_dir": run_dir.resolve().name, "data_dir": Path(os.path.relpath(data_dir.resolve(),
+                                                                                   run_dir.resolve())).as_posix(),
+                "split": split, "limit": limit, "seed": seed,
                 "n_examples": len(seqs), "checkpoint": ckpts[-1].name if ckpts else None,
                 "latent_dim": config.model.latent_dim, "preset": config.name, "sample_rate": SAMPLE_RATE,
                 "objective": objective_label(config.to_dict()["train"]),

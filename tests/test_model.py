@@ -199,3 +199,20 @@ def test_word_dropout_also_hides_the_dropped_positions_structure():
     assert dropped.any()
     assert float(seen["s"][dropped].abs().max()) == 0.0
     assert float(seen["s"][~dropped & (ids[:, :-1] != PAD_ID)].abs().sum(-1).min()) > 0
+
+
+def test_attention_pool_and_plan_memory_keep_padding_and_cache_invariants():
+    torch.manual_seed(3)
+    m = VAE(_rich(plan_memory=True, pool="attention", n_pool=4)).eval()
+    _, ids = _real_batch()
+    with torch.no_grad():
+        n = int((ids[1] != PAD_ID).sum())
+        a, b = m.encode(ids[1:2])[0], m.encode(ids[1:2, :n])[0]
+        assert torch.allclose(a, b, atol=1e-5)
+        z = m.encode(ids)[0]
+        assert m.memory(z).shape == (3, m.config.n_memory + 128, m.config.d_model)
+        state = m.start(z, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(z, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)

@@ -85,6 +85,14 @@ class ModelConfig:
     # An auxiliary head that predicts the window's note onsets (per grid step: no onset, or its pitch) from z alone
     # (a bag-of-notes loss, Zhao et al. 2017), so the encoder must put the notes into z. Training aid only.
     notes_head: bool = False
+    # With the notes head: its per-step hidden states (z's plan of the window, one per grid step) join the k memory
+    # tokens the decoder cross-attends to, so the decoder reads the notes where z holds them.
+    plan_memory: bool = False
+    # How the encoder's outputs become (mu, log sigma^2): "mean" pools all real tokens (the paper); "attention" lets
+    # n_pool learned queries attend over them and concatenates what each read, so different slots can hold different
+    # parts of the window (the notes of one bar, a lane's motion) instead of one average dominated by CC tokens.
+    pool: str = "mean"
+    n_pool: int = 16
     # the token layout, as the tokenizer builds it (checked against vocab_size)
     n_velocity_bins: int = 32
     max_shift: int = 32

@@ -227,6 +227,8 @@ class VAE(nn.Module):
         if c.structural:
             self.bar_emb = nn.Embedding(c.n_bars + 1, c.d_model)  # bar n_bars = the window's end
             self.step_emb = nn.Embedding(c.steps_per_bar, c.d_model)
+        if c.plan_memory and not c.notes_head:
+            raise ValueError("plan_memory needs notes_head")
         if c.notes_head:
             n_steps = c.steps_per_bar * c.n_bars
             self.notes_in = nn.Linear(c.latent_dim, c.d_model)
@@ -240,8 +242,17 @@ class VAE(nn.Module):
         self.drop = Dropout(c.dropout)
         self.encoder = nn.ModuleList(EncoderBlock(c) for _ in range(c.n_enc_layers))
         self.enc_ln = nn.LayerNorm(c.d_model)
-        self.to_mu = nn.Linear(c.d_model, c.latent_dim)
-        self.to_logvar = nn.Linear(c.d_model, c.latent_dim)
+        if c.pool not in ("mean", "attention"):
+            raise ValueError(f"pool must be 'mean' or 'attention', got {c.pool!r}")
+        pooled_dim = c.d_model
+        if c.pool == "attention":
+            self.pool_queries = nn.Parameter(torch.zeros(c.n_pool, c.d_model))
+            self.pool_attn = Attention(c)
+            self.pool_ln = nn.LayerNorm(c.d_model)
+            self.pool_slot = nn.Linear(c.d_model, c.d_model // 4)  # each slot's share of the pooled vector
+            pooled_dim = c.n_pool * (c.d_model // 4)
+        self.to_mu = nn.Linear(pooled_dim, c.latent_dim)
+        self.to_logvar = nn.Linear(pooled_dim, c.latent_dim)
         self.to_memory = nn.Linear(c.latent_dim, c.n_memory * c.d_model)
         self.memory_pos = nn.Parameter(torch.zeros(c.n_memory, c.d_model))
         self.memory_ln = nn.LayerNorm(c.d_model)  # bounds the memory's scale (x-transformers' norm_context)
@@ -254,6 +265,8 @@ class VAE(nn.Module):
         self.apply(self._init)
         if c.notes_head:
             nn.init.normal_(self.notes_pos, std=0.02)
+        if c.pool == "attention":
+            nn.init.normal_(self.pool_queries, std=1.0)  # distinct queries from the start (keys are LayerNormed)
         if self.to_input is not None:
             # z's input path starts at zero. Even so, Adam grows W z (fan-in latent_dim) far faster than the
             # 0.02-scale token embeddings it is added to; the pre-LN input then carries little but a per-sequence
@@ -303,10 +316,14 @@ class VAE(nn.Module):
         """ids (B, T) -> (B, T, d): where each position is in the bar and which pitches sound after its token."""
         return self._structure_of(self.layout.elapsed(ids), self.layout.sounding(ids))
 
-    def notes_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, D) -> (B, n_steps, 129) logits of the notes head: per grid step, no onset (0) or pitch p (1 + p)."""
+    def plan(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D) -> (B, n_steps, d): the notes head's hidden state per grid step."""
         h = self.notes_in(z)[:, None] + self.notes_pos  # (B, S, d)
-        h = h + self.notes_mlp(h)
+        return h + self.notes_mlp(h)
+
+    def notes_logits(self, z: torch.Tensor, plan: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, D) -> (B, n_steps, 129) logits of the notes head: per grid step, no onset (0) or pitch p (1 + p)."""
+        h = self.plan(z) if plan is None else plan
         table = torch.cat([self.notes_none, self.pitch_table()])  # (129, d)
         return h @ table.t() + self.notes_bias
 
@@ -325,8 +342,13 @@ class VAE(nn.Module):
         # the pool and the latent heads run in fp32 even under bf16 autocast: the clamp and the KL need it
         with torch.autocast(ids.device.type, enabled=False):
             x = self.enc_ln(x.float())
-            w = keep.unsqueeze(-1).float()  # masked mean pool: PAD never dilutes the context vector
-            pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
+            if self.config.pool == "attention":
+                q = self.pool_queries.expand(B, -1, -1)  # (B, n_pool, d)
+                slots = self.pool_ln(self.pool_attn(q, src=x, mask=mask))  # PAD keys masked out
+                pooled = self.pool_slot(slots).flatten(1)  # (B, n_pool * d / 4)
+            else:
+                w = keep.unsqueeze(-1).float()  # masked mean pool: PAD never dilutes the context vector
+                pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
             mu = self.to_mu(pooled)
             logvar = self.to_logvar(pooled).clamp(self.config.logvar_min, self.config.logvar_max)
         return mu, logvar
@@ -340,7 +362,10 @@ class VAE(nn.Module):
     def memory(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> k memory tokens (B, k, d) for cross-attention."""
         B = z.shape[0]
-        return self.memory_ln(self.to_memory(z).view(B, self.config.n_memory, self.config.d_model) + self.memory_pos)
+        mem = self.to_memory(z).view(B, self.config.n_memory, self.config.d_model) + self.memory_pos
+        if self.config.plan_memory:
+            mem = torch.cat([mem, self.plan(z)], 1)  # (B, k + n_steps, d)
+        return self.memory_ln(mem)
 
     def _z_in(self, z: torch.Tensor) -> torch.Tensor | None:
         return self.to_input(z).unsqueeze(1) if self.to_input is not None else None  # (B, 1, d)

@@ -90,9 +90,12 @@ class ModelConfig:
     plan_memory: bool = False
     # How the encoder's outputs become (mu, log sigma^2): "mean" pools all real tokens (the paper); "attention" lets
     # n_pool learned queries attend over them and concatenates what each read, so different slots can hold different
-    # parts of the window (the notes of one bar, a lane's motion) instead of one average dominated by CC tokens.
+    # parts of the window (the notes of one bar, a lane's motion) instead of one average dominated by CC tokens;
+    # "grid" adds to the mean pool one small slot per grid step (see VAE._grid_pool).
     pool: str = "mean"
     n_pool: int = 16
+    grid_slot_dim: int = 8  # pool="grid": the mean pool plus, per grid step, its tokens' mean state in this many dims
+    notes_slot_dim: int = 32  # the notes head reads z into this many dims per grid step
     # the token layout, as the tokenizer builds it (checked against vocab_size)
     n_velocity_bins: int = 32
     max_shift: int = 32

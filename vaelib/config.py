@@ -190,14 +190,14 @@ _PAPER = ExperimentConfig(name="paper")
 # The recommended model and objective. The model: factorised embedding and head, structural inputs, the notes head,
 # its plan as decoder memory, grid pooling (see ModelConfig). The objective: the defences against posterior collapse
 # (free bits keep each dimension's KL at >= 0.25 nats, a beta=0 phase opens each cycle, word dropout makes the decoder
-# lean on z), beta_max 2 instead of 8, and the notes loss at weight 4. Encoding a nat of information in z costs beta
-# nats of KL and saves at most (1 + notes_weight) nats of loss (the decoder's CE and the notes head's), so at
-# beta_max 8 only what fits under the free bits is worth encoding, and the notes do not (docs/experiments.md).
+# lean on z), beta_max 0.5 instead of 8, and the notes loss at weight 4. Encoding a nat of information in z costs
+# beta nats of KL and saves at most (1 + notes_weight) nats of loss (the decoder's CE and the notes head's), so at
+# beta_max 8 only what fits under the free bits is worth encoding (docs/experiments.md).
 _RECOMMENDED_MODEL = dict(embedding="factorised", structural=True, notes_head=True, plan_memory=True, pool="grid")
 _RECOMMENDED = replace(
     _PAPER, name="recommended",
     model=replace(_PAPER.model, **_RECOMMENDED_MODEL),
-    train=replace(_PAPER.train, free_bits=0.25, beta_zero_frac=0.1, word_dropout=0.3, beta_max=2.0,
+    train=replace(_PAPER.train, free_bits=0.25, beta_zero_frac=0.1, word_dropout=0.3, beta_max=0.5,
                   notes_weight=4.0, loss_scale="token"),
 )
 

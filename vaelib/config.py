@@ -70,8 +70,8 @@ class ModelConfig:
     attn_dropout: float = 0.0  # separate: any attention dropout forces SDPA's slow math path on CPU
     latent_dim: int = 256  # size of z; the paper compares 128/256/384/512
     n_memory: int = 4  # z -> k memory tokens for cross-attention (k=1 is the paper literally, and degenerate)
-    z_to_input: bool = False  # also add a projection of z to every decoder input embedding (Optimus); off: it
-    # drowned the token embeddings and stalled training at the unigram loss (README, "what we measured")
+    z_to_input: bool = False  # also add a projection of z to every decoder input embedding (Optimus); off: under
+    # Adam W z outgrows the 0.02-scale token embeddings and training stalls at the unigram loss (docs/experiments.md)
     logvar_min: float = -10.0  # clamp log sigma^2 for numerical safety
     logvar_max: float = 4.0
     # How ids are embedded and predicted; the vocabulary and the event stream are the same either way.
@@ -184,7 +184,7 @@ LATENT_DIMS = (128, 256, 384, 512)  # paper §4.2
 
 _PAPER = ExperimentConfig(name="paper")
 
-# The paper, plus the defences against posterior collapse at beta_max=8 (see README):
+# The paper, plus the defences against posterior collapse at beta_max=8:
 # free bits keep each dimension's KL at >= 0.25 nats, a beta=0 phase opens each cycle, and
 # word dropout forces the decoder to lean on z. beta_max stays at 8 so the two are comparable.
 _RECOMMENDED = replace(
@@ -192,18 +192,11 @@ _RECOMMENDED = replace(
     train=replace(_PAPER.train, free_bits=0.25, beta_zero_frac=0.1, word_dropout=0.3),
 )
 
-# Sized so `make report` trains four latent sizes plus one control on 2 CPU cores within 30 minutes and still
-# uses z. Measured on 1,200 synthetic windows (~340 tokens each), latent_dim=128: 8192-token steps at lr 1e-3 ended
-# 8 epochs with a usage gap of 0.04 nats/token; 4096-token steps at lr 1.5e-3 (twice the updates for the same
-# compute) reached 0.23 after 4 epochs and 0.31 after 6. Word dropout 0.5 instead of 0.3 was no better (0.24).
-# Epochs and dropout (recon CE, usage gap, CC-ME against the unconditional baseline, at D=128 unless said):
-# 6 epochs, dropout 0.1: 4.26, 0.33, 0.095 vs 0.100; CC-ME beat the baseline at every size (p <= 0.009).
-# 5 epochs, dropout 0.1 (make report 24.5 min): gaps 0.18-0.29, but CC-ME beat the baseline only at 256 and 384
-# (at 128 it was worse, 0.106 vs 0.103; at 512 equal). 4 epochs, no dropout: gap 0.03 at 128.
-# 6 epochs without dropout was uneven: D=128 and 512 improved (CE 4.15 and 4.07), but D=256 and 384 overfit
-# (validation CE rose from epoch 3, test CE 4.55, CC-ME barely under the baseline).
-# Validation diagnostics run on 2 batches (~25 windows) per epoch, not 8: about 2 % of a run instead of 8 %. They
-# only draw the curves over training (their own RNG, so training itself is the same); Table 1 scores the test split.
+# Sized so `make report` trains four latent sizes plus one control on 2 CPU cores in about half an hour and still
+# uses z: 4096-token steps at lr 1.5e-3 (twice the updates of 8192-token steps for the same compute), 6 epochs with
+# dropout 0.1 (fewer epochs, or no dropout, use z less or overfit at some latent sizes). Validation diagnostics run
+# on 2 batches (~25 windows) per epoch: they only draw the curves over training (their own RNG, so training itself
+# is the same); Table 1 scores the test split. The measurements behind each choice: docs/experiments.md.
 _SMALL = ExperimentConfig(
     name="small",
     data=DataConfig(n_examples=1200, tokenizer=TokenizerConfig(max_len=512)),  # 2 % of windows thinned at 512
@@ -239,9 +232,9 @@ PRESETS: dict[str, ExperimentConfig] = {
     "recommended": _RECOMMENDED,
     "small": _SMALL,
     "tiny": _TINY,
-    # controls: `make report` trains one of these beside the main runs, so the report shows the collapse
-    # half of small's budget (3 epochs, 4 beta cycles), to keep `make report` within 30 minutes: at 6 epochs the
-    # control was collapsed at every validation from the first epoch on, and it trained alone after the main runs
+    # controls: `make report` trains one of these beside the main runs, so the report shows the collapse.
+    # small-paper trains half of small's budget (3 epochs, still 4 beta cycles): the collapse shows from the first
+    # validation on, and the control trains alone after the main runs (docs/experiments.md)
     "small-paper": _literal(_SMALL, epochs=3),
     "tiny-paper": _literal(_TINY),
 }

@@ -6,14 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import vaelib.curation as curation
+import vaelib.data.curation as curation
 from vaelib.config import DataConfig, TokenizerConfig, get_preset
-from vaelib.curation import (IncompleteDatasetError, curate, load_meta, load_performances, load_split,
+from vaelib.data.curation import (IncompleteDatasetError, curate, load_meta, load_performances, load_split,
                              load_tokenizer, split_sources)
-from vaelib.midi import MidiReadError, read_midi, write_midi
-from vaelib.performance import Performance
-from vaelib.synthetic import generate
-from vaelib.tokenizer import Tokenizer
+from vaelib.data.midi import MidiReadError, read_midi, write_midi
+from vaelib.data.performance import Performance
+from vaelib.data.synthetic import generate
+from vaelib.data.tokenizer import Tokenizer
 
 CFG = DataConfig(tokenizer=TokenizerConfig(max_len=1024))
 
@@ -204,7 +204,7 @@ def test_music21_fixture_curates_into_windows_with_ccs(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    from vaelib.curate import main
+    from vaelib.data.__main__ import main
 
     rep = main(["--source", "synthetic", "--n-examples", "12", "--seed", "1", "--out", str(tmp_path), "--quiet",
                 "--preset", "tiny"])
@@ -219,7 +219,7 @@ def test_plots_of_a_curated_folder_and_a_window(tmp_path):
     import matplotlib.pyplot as plt
 
     from vaelib.controllers import CONTROLLERS
-    from vaelib.plots import plot_cc_lanes, plot_curation, plot_performance
+    from vaelib.evaluation.plots import plot_cc_lanes, plot_curation, plot_performance
 
     curate("synthetic", tmp_path, get_preset("tiny").data, progress=False, n_examples=15)
     perfs = load_performances(tmp_path, "train")

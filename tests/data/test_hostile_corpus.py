@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaelib.controllers import DEFAULT_CC_NUMBERS
-from vaelib.midi import MidiReadError, read_midi
-from vaelib.performance import Performance
+from vaelib.data.midi import MidiReadError, read_midi
+from vaelib.data.performance import Performance
 
 REASONS = {"too_large", "unreadable", "empty", "not_midi", "bad_header", "truncated", "bad_chunk", "bad_event",
            "too_dense", "no_notes", "no_bass", "not_4_4", "parse_error"}
@@ -254,7 +254,7 @@ def test_hostile_corpus_reads_or_rejects_with_reason(hostile):
 
 
 def test_curation_accounts_for_every_hostile_file(hostile, tmp_path):
-    curation = pytest.importorskip("vaelib.curation")
+    curation = pytest.importorskip("vaelib.data.curation")
     folder, category = hostile
     report = curation.curate(str(folder), tmp_path / "out", progress=False)
     files = report["files"]

@@ -11,9 +11,9 @@ import pretty_midi
 import pytest
 
 from vaelib.controllers import DEFAULT_CC_NUMBERS
-from vaelib.midi import MidiReadError, read_midi, safe_name, write_midi
-from vaelib.performance import Performance
-from vaelib.synthetic import generate
+from vaelib.data.midi import MidiReadError, read_midi, safe_name, write_midi
+from vaelib.data.performance import Performance
+from vaelib.data.synthetic import generate
 
 TEST04 = Path(importlib.util.find_spec("music21").submodule_search_locations[0]) / "midi/testPrimitive/test04.mid"
 
@@ -236,8 +236,8 @@ def test_errors_are_value_errors_with_reasons(tmp_path):
 
 
 def test_scanner_errors_are_the_public_midi_read_error(tmp_path):
-    """vaelib.smf raises the class that vaelib.midi exports, so callers catch one type."""
-    from vaelib import smf
+    """vaelib.data.smf raises the class that vaelib.data.midi exports, so callers catch one type."""
+    from vaelib.data import smf
 
     assert smf.MidiReadError is MidiReadError
     with pytest.raises(MidiReadError) as info:
@@ -264,7 +264,7 @@ def test_safe_name():
 def test_written_files_name_their_controllers(tmp_path):
     import json
 
-    from vaelib.midi import sidecar_path
+    from vaelib.data.midi import sidecar_path
 
     p = random_performance(3)
     path = write_midi(p, tmp_path / "a.mid")
@@ -284,7 +284,7 @@ def test_written_files_name_their_controllers(tmp_path):
 
 
 def test_reading_every_cc_then_selecting_equals_reading_the_selection():
-    from vaelib.midi import select_controllers, used_controllers
+    from vaelib.data.midi import select_controllers, used_controllers
 
     chosen = (11, 74, 7, 10, 3)
     every = read_midi(TEST04, cc_numbers=tuple(range(128)))
@@ -295,7 +295,7 @@ def test_reading_every_cc_then_selecting_equals_reading_the_selection():
 
 
 def test_other_parts_census_counts_changes_off_the_bass_channel(tmp_path):
-    from vaelib.midi import other_parts_census
+    from vaelib.data.midi import other_parts_census
 
     tpq = 96
     bass = mido.MidiTrack([mido.Message("program_change", channel=0, program=33)])

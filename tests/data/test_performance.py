@@ -4,8 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vaelib.controllers import CONTROLLERS
-from vaelib.performance import Performance
-from vaelib.synthetic import generate
+from vaelib.data.performance import Performance
+from vaelib.data.synthetic import generate
 
 T = 128
 

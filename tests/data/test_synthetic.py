@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from vaelib.controllers import BY_NAME, DEFAULT_CC_NUMBERS
-from vaelib.synthetic import STYLES, TEMPO_BPM, generate
-from vaelib.tokenizer import Tokenizer
+from vaelib.data.synthetic import STYLES, TEMPO_BPM, generate
+from vaelib.data.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")

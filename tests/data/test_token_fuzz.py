@@ -5,8 +5,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaelib.midi import write_midi
-from vaelib.tokenizer import BOS, EOS, PAD, TokenError, Tokenizer, quantize_velocity
+from vaelib.data.midi import write_midi
+from vaelib.data.tokenizer import BOS, EOS, PAD, TokenError, Tokenizer, quantize_velocity
 
 TOK = Tokenizer()
 V = TOK.vocab_size

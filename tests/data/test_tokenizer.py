@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaelib.config import TokenizerConfig
-from vaelib.performance import Performance
-from vaelib.synthetic import generate
-from vaelib.tokenizer import (BOS, EOS, PAD, TokenBudgetError, TokenError, Tokenizer, _decimate, _is_normalized,
+from vaelib.data.performance import Performance
+from vaelib.data.synthetic import generate
+from vaelib.data.tokenizer import (BOS, EOS, PAD, TokenBudgetError, TokenError, Tokenizer, _decimate, _is_normalized,
                                quantize_velocity)
 
 BIG = Tokenizer(TokenizerConfig(max_len=1 << 20))  # no thinning: round trips must be exact

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vaelib.evaluate import evaluate_results, evaluate_run, is_fresh, main, partners
+from vaelib.evaluation.evaluate import evaluate_results, evaluate_run, is_fresh, main, partners
 from vaelib.runs import find_runs
-from vaelib.metrics import ratio_summary
+from vaelib.evaluation.metrics import ratio_summary
 
 LANDED = all(importlib.util.find_spec(m) is not None
-             for m in ("vaelib.curation", "vaelib.train", "vaelib.generate", "vaelib.mrstft", "vaelib.synthetic"))
+             for m in ("vaelib.data.curation", "vaelib.training.fit", "vaelib.model.generation", "vaelib.evaluation.mrstft", "vaelib.data.synthetic"))
 HEADLINE = ("recon_ce", "kl", "cc_me", "mr_stft", "note_accuracy", "active_units", "usage_gap")
 
 
@@ -37,8 +37,8 @@ def tiny_run(tmp_path_factory):
     if not LANDED:
         pytest.skip("curation/train/generate/mrstft/synthetic not all landed yet")
     from vaelib.config import get_preset
-    from vaelib.curation import curate
-    from vaelib.train import fit
+    from vaelib.data.curation import curate
+    from vaelib.training.fit import fit
 
     root = tmp_path_factory.mktemp("eval")
     cfg = get_preset("tiny")
@@ -71,8 +71,8 @@ def test_evaluate_run_end_to_end(tiny_run):
     assert saved["collapsed"] == (saved["usage_gap"]["value"] < saved["collapse_threshold_nats_per_token"])
     for k in ("baseline_cc_me", "baseline_note_accuracy", "baseline_mr_stft"):
         assert np.isfinite(saved[k]["value"])
-    from vaelib.curation import load_split, load_tokenizer
-    from vaelib.metrics import is_valid
+    from vaelib.data.curation import load_split, load_tokenizer
+    from vaelib.evaluation.metrics import is_valid
 
     tk = load_tokenizer(tiny_run / "data")
     assert all(is_valid(s, tk) for s in load_split(tiny_run / "data", "train"))  # real encodings are well formed
@@ -108,7 +108,7 @@ def test_runs_evaluated_in_worker_processes_match_one_at_a_time(tiny_run, tmp_pa
 
 @pytest.mark.slow
 def test_table1_from_runs_with_seeds(tiny_run):
-    from vaelib.table import build_table1, prior_frame, runs_frame
+    from vaelib.evaluation.table import build_table1, prior_frame, runs_frame
 
     if not (tiny_run / "z16" / "metrics.json").exists():
         evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)
@@ -142,7 +142,7 @@ def test_table1_from_runs_with_seeds(tiny_run):
 def test_table1_shows_a_paper_control_as_its_own_row(tiny_run):
     from vaelib.config import ExperimentConfig, get_preset
     from vaelib.runs import objective_label, parse_run_name
-    from vaelib.table import build_table1
+    from vaelib.evaluation.table import build_table1
 
     if not (tiny_run / "z16" / "metrics.json").exists():
         evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)

@@ -7,8 +7,8 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vaelib import latent  # noqa: E402
-from vaelib.performance import Performance  # noqa: E402
+from vaelib.evaluation import latent  # noqa: E402
+from vaelib.data.performance import Performance  # noqa: E402
 
 
 def perf_with(pitches, onsets, cutoff_curve=None, n_steps=128):
@@ -44,7 +44,7 @@ def test_attribute_vector_recovers_planted_direction():
 
 
 def test_nearest_neighbours_find_copies():
-    from vaelib.synthetic import generate
+    from vaelib.data.synthetic import generate
 
     pool = generate(12, seed=0)
     idx, dist = latent.nearest_neighbours([pool[7], pool[2]], pool, k=2, chunk=5)
@@ -70,7 +70,7 @@ def test_kl_per_dim_and_pca_plots():
 
 
 def test_strip_and_neighbour_plots():
-    from vaelib.synthetic import generate
+    from vaelib.data.synthetic import generate
 
     perfs = generate(4, seed=2)
     idx, dist = latent.nearest_neighbours(perfs[:2], perfs[2:])
@@ -81,12 +81,12 @@ def test_strip_and_neighbour_plots():
 
 @pytest.fixture(scope="module")
 def register_run(tmp_path_factory):
-    """A tiny model trained (vaelib.train.fit) on a corpus whose only latent factor is the register:
+    """A tiny model trained (vaelib.training.fit.fit) on a corpus whose only latent factor is the register:
     each window repeats one pitch, low (36-38) or high (72-74), on a random rhythm."""
     from vaelib.config import get_preset
-    from vaelib.curation import curate
-    from vaelib.midi import write_midi
-    from vaelib.train import fit
+    from vaelib.data.curation import curate
+    from vaelib.data.midi import write_midi
+    from vaelib.training.fit import fit
 
     tmp = tmp_path_factory.mktemp("register")
     (tmp / "midi").mkdir()
@@ -109,9 +109,9 @@ def register_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_register_vector_moves_register(register_run):
-    from vaelib.checkpoint import load_model
-    from vaelib.curation import load_performances, load_split, load_tokenizer
-    from vaelib.generate import decode
+    from vaelib.model.checkpoint import load_model
+    from vaelib.data.curation import load_performances, load_split, load_tokenizer
+    from vaelib.model.generation import decode
 
     model, _ = load_model(register_run / "run")
     tk = load_tokenizer(register_run / "data")

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from vaelib.listening import (REFERENCE, SCALES, analyse, build_pack, holm, load_ratings, simulate_ratings,
+from vaelib.evaluation.listening import (REFERENCE, SCALES, analyse, build_pack, holm, load_ratings, simulate_ratings,
                               compare_conditions)
-from vaelib.synthetic import generate
+from vaelib.data.synthetic import generate
 
 
 def make_pack(tmp_path, seed=0):

@@ -6,11 +6,11 @@ import muspy
 import numpy as np
 import pytest
 
-from vaelib import metrics as M
+from vaelib.evaluation import metrics as M
 from vaelib.config import TokenizerConfig
 from vaelib.controllers import DEFAULT_CC_NUMBERS, default_value
-from vaelib.performance import Performance
-from vaelib.tokenizer import Tokenizer
+from vaelib.data.performance import Performance
+from vaelib.data.tokenizer import Tokenizer
 
 NOTES = [(0, 4, 40, 100), (8, 4, 43, 90), (32, 8, 40, 80), (64, 16, 47, 70), (100, 20, 45, 60)]
 
@@ -177,9 +177,9 @@ def test_novelty_zero_for_a_copy_and_positive_otherwise():
 
 
 # ---------------------------------------------------------------- audio
-@pytest.mark.skipif(importlib.util.find_spec("vaelib.mrstft") is None, reason="vaelib.mrstft (helper C) not landed")
+@pytest.mark.skipif(importlib.util.find_spec("vaelib.evaluation.mrstft") is None, reason="vaelib.evaluation.mrstft (helper C) not landed")
 def test_mr_stft_noise_floor_is_zero():
-    from vaelib.mrstft import mr_stft_performances
+    from vaelib.evaluation.mrstft import mr_stft_performances
 
     p = perf_with(cc_events=[(0, 0, 20), (64, 0, 120)])
     floor = mr_stft_performances([p], [p], sample_rate=22050)

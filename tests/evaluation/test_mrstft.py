@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaelib.mrstft import loss_module, mr_stft, mr_stft_performances
-from vaelib.performance import Performance
+from vaelib.evaluation.mrstft import loss_module, mr_stft, mr_stft_performances
+from vaelib.data.performance import Performance
 from vaelib.synth import render
 
 SR = 22050

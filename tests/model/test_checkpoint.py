@@ -5,18 +5,15 @@ import warnings
 import pytest
 import torch
 
-from vaelib import checkpoint as ck
+from vaelib.model import checkpoint as ck
 from vaelib.config import ExperimentConfig, get_preset
-from vaelib.curation import curate
-from vaelib.model import VAE
-from vaelib.train import fit
+from vaelib.model.vae import VAE
+from vaelib.training.fit import fit
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data")
-    curate("synthetic", out, config=get_preset("tiny").data, n_examples=40, progress=False)
-    return out
+@pytest.fixture
+def data_dir(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="module")

@@ -4,25 +4,18 @@ import numpy as np
 import pytest
 import torch
 
-from vaelib.config import TokenizerConfig, get_preset
-from vaelib.generate import (argmax_by_event, decode, draw, event_levels, filter_logits, interpolate, reconstruct,
+from vaelib.config import TokenizerConfig
+from vaelib.model.generation import (argmax_by_event, decode, draw, event_levels, filter_logits, interpolate, reconstruct,
                              sample, slerp)
-from vaelib.grammar import Grammar, check_sequence
-from vaelib.model import VAE
-from vaelib.tokenizer import BOS, EOS, PAD, Tokenizer
+from vaelib.data.grammar import Grammar, check_sequence
+from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
 
 TK = Tokenizer(TokenizerConfig(max_len=384))
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    torch.manual_seed(0)
-    return VAE(get_preset("tiny").model).eval()
-
-
 def midi_notes_inside(perf, tmp_path, name):
-    """Write with vaelib.midi, read back with mido; return (n note-ons, n CCs), asserting the window."""
-    from vaelib.midi import write_midi
+    """Write with vaelib.data.midi, read back with mido; return (n note-ons, n CCs), asserting the window."""
+    from vaelib.data.midi import write_midi
 
     path = write_midi(perf, tmp_path / f"{name}.mid")
     mid = mido.MidiFile(path)
@@ -85,7 +78,7 @@ def test_random_logits_obey_grammar_and_give_valid_midi(tmp_path, monophonic):
 def test_grammar_accepts_every_token_of_real_windows():
     # completeness: the canonical streams of the synthetic corpus (what the models learn) pass the masks token by
     # token, in one batch of rows that end at different lengths
-    from vaelib.synthetic import generate
+    from vaelib.data.synthetic import generate
 
     seqs = [s for s in (TK.encode(p) for p in generate(24, seed=11)) if len(s) <= TK.config.max_len]
     assert len(seqs) >= 12
@@ -173,7 +166,7 @@ def test_slerp_endpoints_and_norm():
 
 
 def test_reconstruct_keeps_labels(tiny_model):
-    from vaelib.synthetic import generate
+    from vaelib.data.synthetic import generate
 
     perfs = generate(2, seed=0)
     out = reconstruct(tiny_model, TK, perfs, max_len=64)
@@ -185,9 +178,9 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
     import soundfile as sf
 
     from vaelib.config import get_preset
-    from vaelib.curation import curate
-    from vaelib.generate import main
-    from vaelib.train import fit
+    from vaelib.data.curation import curate
+    from vaelib.model.generation import main
+    from vaelib.training.fit import fit
 
     curate("synthetic", tmp_path / "data", progress=False, n_examples=12, max_len=384)
     fit(get_preset("tiny", epochs=1), tmp_path / "data", tmp_path / "run dir", max_steps=2)

@@ -5,13 +5,12 @@ import pytest
 import torch
 
 from vaelib.config import get_preset
-from vaelib.model import BOS_ID, EOS_ID, PAD_ID, VAE
+from vaelib.model.vae import BOS_ID, EOS_ID, PAD_ID, VAE
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return VAE(get_preset("tiny").model).eval()
+@pytest.fixture
+def model(tiny_model):
+    return tiny_model
 
 
 def _batch(B=3, T=40, seed=0):
@@ -92,7 +91,7 @@ def test_too_long_sequence_is_a_clear_error(model):
 
 
 def test_cpu_dropout_keeps_1_minus_p_scales_and_passes_the_mask_to_the_gradient():
-    from vaelib.model import Dropout
+    from vaelib.model.vae import Dropout
 
     torch.manual_seed(0)
     drop = Dropout(0.1).train()
@@ -117,9 +116,9 @@ def _rich(**kw):
 
 
 def _real_batch(n=3):
-    from vaelib.data import pad_batch
-    from vaelib.synthetic import generate
-    from vaelib.tokenizer import Tokenizer
+    from vaelib.data.batching import pad_batch
+    from vaelib.data.synthetic import generate
+    from vaelib.data.tokenizer import Tokenizer
 
     tk = Tokenizer(get_preset("tiny").data.tokenizer)
     perfs = generate(n)

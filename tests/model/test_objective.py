@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaelib.objective import ce_by_type, elbo, kl_per_dim
-from vaelib.tokenizer import Tokenizer
+from vaelib.model.objective import ce_by_type, elbo, kl_per_dim
+from vaelib.data.tokenizer import Tokenizer
 
 
 def test_kl_zero_at_prior_and_closed_form():

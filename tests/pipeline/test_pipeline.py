@@ -5,7 +5,8 @@ import os
 import nbformat
 import pytest
 
-from vaelib import pipeline, slots
+from vaelib import pipeline
+from vaelib import slots
 from vaelib.pipeline import Step, groups, plan, run_pipeline
 
 pytestmark = pytest.mark.timeout(120)
@@ -306,7 +307,7 @@ def test_find_notebook_falls_back_to_number_prefix(tmp_path):
 
 
 def test_table_renders_from_csv_when_there_is_no_markdown(tmp_path):
-    from vaelib.report_index import render_table
+    from vaelib.pipeline.report_index import render_table
 
     assert "No table1 yet" in render_table(tmp_path)
     (tmp_path / "table1.csv").write_text("latent_dim,cc_me\n128,0.123456\n256,0.2\n")

@@ -8,9 +8,12 @@ import nbformat
 import numpy as np
 import pytest
 
-from vaelib import pipeline, report_index, table_format
+from vaelib import pipeline
+from vaelib.pipeline import runner
+from vaelib.pipeline import report_index
+from vaelib.evaluation import table_format
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "results" / "reference" / "small"
 
 
@@ -52,11 +55,11 @@ def test_widgets_become_plain_text(tmp_path):
              "c": {"state": {"_model_name": "HTMLModel", "value": " 9/9 [00:01&lt;00:00]"}},
              "box": {"state": {"_model_name": "VBoxModel", "children": []}}}
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
-    view = lambda mid: nbformat.v4.new_output("display_data", {pipeline.WIDGET_VIEW: {"model_id": mid},  # noqa: E731
+    view = lambda mid: nbformat.v4.new_output("display_data", {runner.WIDGET_VIEW: {"model_id": mid},  # noqa: E731
                                                                "text/plain": "HBox()"})
     nb.cells = [nbformat.v4.new_code_cell("x", outputs=[view("bar")]), nbformat.v4.new_code_cell("y", outputs=[view("box")])]
     nbformat.write(nb, str(tmp_path / "w.ipynb"))
-    pipeline.to_html(tmp_path / "w.ipynb", tmp_path / "w.html")
+    runner.to_html(tmp_path / "w.ipynb", tmp_path / "w.html")
     page = (tmp_path / "w.html").read_text()
     assert "train z16: 100% | 9/9 [00:01&lt;00:00]" in page and "open the .ipynb in Jupyter" in page
     assert "widget-state" not in page and "<style" not in page.split("</head>")[0]
@@ -71,9 +74,9 @@ def test_heartbeat_reports_training_progress_with_an_eta(tmp_path):
     rows = [{"split": "train", "step": 5, "epoch": 0}, {"split": "val", "step": 10, "epoch": 0},
             {"split": "train", "step": 20, "epoch": 1}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert pipeline.training_progress(run) == ("training, step 20/40, epoch 2/4", 0.5)
+    assert runner.training_progress(run) == ("training, step 20/40, epoch 2/4", 0.5)
     step = pipeline.Step("02_train_z16", "02_train", {"run_dir": "z16"})
-    beat = pipeline.Heartbeat([step], tmp_path, {}, every=0)
+    beat = runner.Heartbeat([step], tmp_path, {}, every=0)
     beat.start(step.name)
     beat.started[step.name] -= 60  # a minute in, half done
     line = beat.line()
@@ -81,7 +84,7 @@ def test_heartbeat_reports_training_progress_with_an_eta(tmp_path):
 
 
 def test_check_report_finds_dead_links_missing_audio_and_machine_paths(tmp_path):
-    from vaelib.audio import write_ogg
+    from vaelib.synth.audio import write_ogg
 
     (tmp_path / "a").mkdir()
     write_ogg(tmp_path / "a" / "clip.ogg", 0.1 * np.sin(np.arange(22050) / 10.0), 22050)

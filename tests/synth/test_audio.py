@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import soundfile as sf
 
-from vaelib.audio import audio_player, show_audio, write_wav
-from vaelib.performance import Performance
+from vaelib.synth.audio import audio_player, show_audio, write_wav
+from vaelib.data.performance import Performance
 
 
 def test_write_wav_round_trips_atomically(tmp_path):

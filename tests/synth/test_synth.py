@@ -10,8 +10,8 @@ import pytest
 from scipy.signal import stft
 
 from vaelib.controllers import BY_NAME, CONTROLLERS, DEFAULT_CC_NUMBERS
-from vaelib.mrstft import mr_stft
-from vaelib.performance import Performance
+from vaelib.evaluation.mrstft import mr_stft
+from vaelib.data.performance import Performance
 from vaelib.synth import MAPPING, get_controls, get_signal, midi_events, render
 
 SR = 22050
@@ -202,10 +202,10 @@ def test_more_than_100_events_at_one_time_are_nudged_apart():
 
 # ---------------------------------------------------------------- CLI
 def test_render_cli_writes_a_wav(tmp_path):
-    midi = pytest.importorskip("vaelib.midi")
+    midi = pytest.importorskip("vaelib.data.midi")
     import soundfile as sf
 
-    from vaelib.render import main
+    from vaelib.synth.__main__ import main
 
     p = riff()
     midi.write_midi(p, tmp_path / "in.mid")

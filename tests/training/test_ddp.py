@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from vaelib.checkpoint import list_checkpoints, read_checkpoint
+from vaelib.model.checkpoint import list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
-from vaelib.curation import curate, load_split
-from vaelib.data import steps_per_epoch
+from vaelib.data.curation import curate, load_split
+from vaelib.data.batching import steps_per_epoch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow  # torchrun + 2 interpreter starts: ~9 s on an idle machine
@@ -24,7 +24,7 @@ def test_torchrun_two_cpu_processes_agree_on_weights(tmp_path):
     config.save(tmp_path / "config.json")
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "vaelib.train", "--config", str(tmp_path / "config.json"), "--data", str(data),
+           "-m", "vaelib.training.fit", "--config", str(tmp_path / "config.json"), "--data", str(data),
            "--run-dir", str(run), "--max-steps", "6", "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

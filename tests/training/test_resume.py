@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from vaelib.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
+from vaelib.model.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
-from vaelib.curation import curate, load_split
-from vaelib.data import steps_per_epoch
-from vaelib.train import fit
+from vaelib.data.curation import curate, load_split
+from vaelib.data.batching import steps_per_epoch
+from vaelib.training.fit import fit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(data_dir, tmp_pa
     cfg_path = tmp_path / "config.json"
     config.save(cfg_path)
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "vaelib.train", "--config", str(cfg_path), "--data", str(data_dir),
+    cmd = [sys.executable, "-m", "vaelib.training.fit", "--config", str(cfg_path), "--data", str(data_dir),
            "--run-dir", str(run), "--resume"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     rng = np.random.default_rng(8)

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from vaelib.data import steps_per_epoch
-from vaelib.schedules import beta_at, lr_at, total_steps
+from vaelib.data.batching import steps_per_epoch
+from vaelib.training.schedules import beta_at, lr_at, total_steps
 
 
 def test_beta_cycle_points_without_zero_phase():

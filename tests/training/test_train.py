@@ -9,24 +9,22 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaelib.checkpoint import list_checkpoints, read_checkpoint
+from vaelib.model.checkpoint import list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
-from vaelib.curation import curate, load_split
-from vaelib.data import pad_batch, plan_batches
-from vaelib.diagnostics import aggregate_mi, collapse_diagnostics, plot_active_units, plot_kl_histogram, \
+from vaelib.data.curation import load_split
+from vaelib.data.batching import pad_batch, plan_batches
+from vaelib.training.diagnostics import aggregate_mi, collapse_diagnostics, plot_active_units, plot_kl_histogram, \
     plot_losses, plot_schedules
-from vaelib.model import VAE
-from vaelib.objective import elbo
-from vaelib.train import NonFiniteLossError, fit
+from vaelib.model.vae import VAE
+from vaelib.model.objective import elbo
+from vaelib.training.fit import NonFiniteLossError, fit
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data")
-    curate("synthetic", out, config=get_preset("tiny").data, n_examples=40, progress=False)
-    return out
+@pytest.fixture
+def data_dir(tiny_data):
+    return tiny_data
 
 
 def fast_config(**kw):
@@ -64,7 +62,7 @@ def test_batches_respect_the_budget_and_are_deterministic():
 def test_cli_as_written_then_resume_continues(data_dir, tmp_path):
     run = tmp_path / "RUN"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "vaelib.train", "--preset", "tiny", "--latent-dim", "16", "--data", str(data_dir),
+    base = [sys.executable, "-m", "vaelib.training.fit", "--preset", "tiny", "--latent-dim", "16", "--data", str(data_dir),
             "--run-dir", str(run)]
     first = subprocess.run(base + ["--max-steps", "4"], cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=120)

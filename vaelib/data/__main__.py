@@ -1,7 +1,7 @@
-"""CLI: ``python -m vaelib.curate --source synthetic --n-examples 2000 --seed 0 --out DIR``
-or ``python -m vaelib.curate --source PATH/TO/MIDI --out DIR --preset small [--cc auto]`` (searched recursively).
+"""CLI: ``python -m vaelib.data.__main__ --source synthetic --n-examples 2000 --seed 0 --out DIR``
+or ``python -m vaelib.data.__main__ --source PATH/TO/MIDI --out DIR --preset small [--cc auto]`` (searched recursively).
 
-Writes the shards, ``report.json`` and the ``complete`` marker into DIR (see ``vaelib.curation``)
+Writes the shards, ``report.json`` and the ``complete`` marker into DIR (see ``vaelib.data.curation``)
 and prints the accounting summary and the CC census (the controllers that move, on the bass parts and on the
 other parts). ``--preset`` must be the preset you will train with: its token budget is the data's.
 """
@@ -12,7 +12,7 @@ import json
 import sys
 
 from vaelib.config import get_preset
-from vaelib.curation import curate
+from vaelib.data.curation import curate
 
 CENSUS_TOP = 8  # controllers printed per part
 
@@ -33,7 +33,7 @@ def census_lines(report: dict, top: int = CENSUS_TOP) -> list[str]:
 
 
 def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(prog="python -m vaelib.curate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m vaelib.data.__main__", description=__doc__.split("\n\n")[0])
     ap.add_argument("--source", default="synthetic", help='"synthetic" or a folder of MIDI files')
     ap.add_argument("--out", required=True, help="output data folder")
     ap.add_argument("--preset", default="small",

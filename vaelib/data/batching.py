@@ -15,13 +15,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PAD_ID = 0
+from vaelib.data.curation import load_split
+from vaelib.data.tokenizer import PAD as PAD_ID
 
 
 def load_token_split(data_dir, split: str) -> list[np.ndarray]:
-    """Token id arrays (BOS..EOS) of one split of a curated dataset folder (``vaelib.curation`` format)."""
-    from vaelib.curation import load_split  # imported late: curation pulls in MIDI and synthesis dependencies
-
+    """Token id arrays (BOS..EOS) of one split of a curated dataset folder (``vaelib.data.curation`` format)."""
     return [np.asarray(a, dtype=np.int64) for a in load_split(data_dir, split)]
 
 

@@ -53,8 +53,10 @@ from tqdm.auto import tqdm
 from vaelib.atomic import atomic_write, atomic_write_text, fsync_dir
 from vaelib.config import DataConfig, TokenizerConfig
 from vaelib.controllers import name_of
-from vaelib.performance import Performance
-from vaelib.tokenizer import TokenBudgetError, Tokenizer
+from vaelib.data.midi import MidiReadError, other_parts_census, read_midi, select_controllers
+from vaelib.data.performance import Performance
+from vaelib.data.synthetic import generate_one
+from vaelib.data.tokenizer import TokenBudgetError, Tokenizer
 
 SPLITS = ("train", "val", "test")
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
@@ -236,7 +238,6 @@ def _collect(config: DataConfig, progress: bool):
     ones, which is exactly what reading only those gives)."""
     tc = config.tokenizer
     if config.source == "synthetic":
-        from vaelib.synthetic import generate_one
 
         def one(i):
             return lambda: ([generate_one(i, config.seed, config.complexity, tc.n_bars, tc.steps_per_bar,
@@ -246,7 +247,6 @@ def _collect(config: DataConfig, progress: bool):
     root = Path(config.source)
     if not root.is_dir():
         raise FileNotFoundError(f"source {root} is neither 'synthetic' nor a folder")
-    from vaelib.midi import other_parts_census, read_midi
 
     paths = sorted((p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES))
 
@@ -262,7 +262,6 @@ ALL_CC = tuple(range(128))
 
 
 def _select(w: Performance, cc_numbers) -> Performance:
-    from vaelib.midi import select_controllers
 
     return select_controllers(w, cc_numbers)
 
@@ -317,7 +316,6 @@ def _census(items, n_files, progress: bool) -> dict:
 
 
 def _reason(e: Exception) -> str:
-    from vaelib.midi import MidiReadError  # only MIDI sources raise it
 
     if isinstance(e, MidiReadError):
         return str(getattr(e, "reason", "") or "unreadable")
@@ -410,7 +408,7 @@ def write_split(out: Path, split: str, ids: list[np.ndarray], meta: list[dict]) 
 def _require_complete(data_dir) -> Path:
     d = Path(data_dir)
     if not (d / COMPLETE).is_file():
-        raise IncompleteDatasetError(f"{d} is not a finished curation (no '{COMPLETE}' marker); rerun vaelib.curate")
+        raise IncompleteDatasetError(f"{d} is not a finished curation (no '{COMPLETE}' marker); rerun vaelib.data.__main__")
     return d
 
 
@@ -458,7 +456,7 @@ def budget_error(data_dir, longest: int, model_max_len: int, preset: str) -> str
     except (OSError, ValueError):
         budget, source = "?", "SRC"
     return (f"sequences of {longest} tokens exceed model.max_len={model_max_len}: {d} was curated with a "
-            f"{budget}-token budget. Curate it for this preset: python -m vaelib.curate --source {source} "
+            f"{budget}-token budget. Curate it for this preset: python -m vaelib.data.__main__ --source {source} "
             f"--out {d} --preset {preset} (or --max-len {model_max_len})")
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import torch
 
-from vaelib.tokenizer import BOS, EOS, PAD, Tokenizer
+from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
 
 # token kinds, as Tokenizer.token_types
 SPECIAL, VEL, ON, OFF, SHIFT, CC = range(6)

@@ -2,9 +2,9 @@
 
 Reading (``read_midi``)
 -----------------------
-1. **Container checks** (``vaelib.smf.chunks``, Python, O(number of chunks)): size cap
+1. **Container checks** (``vaelib.data.smf.chunks``, Python, O(number of chunks)): size cap
    (``too_large``), empty file, ``MThd`` header, chunk walk.
-2. **Two compiled calls** return plain arrays: ``vaelib.smf.scan_bass`` (numba) validates every
+2. **Two compiled calls** return plain arrays: ``vaelib.data.smf.scan_bass`` (numba) validates every
    ``MTrk``, takes a per-channel census, picks the bass channel and extracts its notes, monitored
    CCs and the tempo/time-signature maps up to the last window that may be returned;
    ``_window_core`` (numba, here) pairs, quantises and cuts them into windows and CC lanes. ~30 us
@@ -55,9 +55,9 @@ from numba import njit
 
 from vaelib.atomic import atomic_write, atomic_write_text
 from vaelib.controllers import DEFAULT_CC_MAP, DEFAULT_CC_NUMBERS, describe
-from vaelib.performance import Performance
-from vaelib.smf import DRUM_CHANNEL, GM_BASS, MidiReadError  # noqa: F401  (re-exported, public here)
-from vaelib.smf import STATUS, cc_census, chunks, scan_bass
+from vaelib.data.performance import Performance
+from vaelib.data.smf import DRUM_CHANNEL, GM_BASS, MidiReadError  # noqa: F401  (re-exported, public here)
+from vaelib.data.smf import STATUS, cc_census, chunks, scan_bass
 
 MAX_BYTES = 32 << 20  # files above this are rejected as "too_large"
 MAX_WINDOWS = 64  # windows per file: bounds time and memory on hour-long files
@@ -381,6 +381,12 @@ def write_midi(perf: Performance, path, cc_map: dict[int, str] | None = None, si
 
 
 # ---------------------------------------------------------------------------- names
+def clean_name(text: str) -> str:
+    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` replaced by ``_`` (no hash: for names the
+    caller already made unique, e.g. generated pieces). ``safe_name`` is for arbitrary input paths."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
+
+
 def safe_name(path_or_str, max_len: int = 48) -> str:
     """A file-system-safe output name for a MIDI path: ``<clean stem>-<10 hex of sha1(full path)>``.
 

@@ -24,6 +24,13 @@ from vaelib.controllers import DEFAULT_CC_NUMBERS, default_value
 ONSET, DURATION, PITCH, VELOCITY = range(4)
 
 
+def quantize_velocity(v, n_bins: int = 32):
+    """Velocity (1..127) -> the centre of its bin, the value a decode gives back."""
+    width = 128 // n_bins
+    b = np.minimum(np.asarray(v) // width, n_bins - 1)
+    return b * width + width // 2
+
+
 @dataclass(eq=False)
 class Performance:
     notes: np.ndarray  # (n, 4) int32: onset, duration, pitch, velocity
@@ -107,7 +114,7 @@ class Performance:
     def normalized(self) -> "Performance":
         """Clip notes to the window, make durations >= 1, of notes sharing (onset, pitch) keep the
         last row given (a later note of a pitch ends an earlier one, and at the same onset the
-        earlier one has no length left; ``vaelib.midi`` reads the same way), end earlier same-pitch
+        earlier one has no length left; ``vaelib.data.midi`` reads the same way), end earlier same-pitch
         notes where a later one starts, and sort by (onset, pitch). CC values are clipped to
         0..127 (negative = unset) and forward-filled."""
         n = self.notes.astype(np.int64)
@@ -159,7 +166,6 @@ class Performance:
         return self.cc_filled().astype(np.float64) / 127.0
 
     def with_quantized_velocity(self, n_bins: int = 32) -> "Performance":
-        from vaelib.tokenizer import quantize_velocity
         n = self.notes.copy()
         n[:, VELOCITY] = quantize_velocity(n[:, VELOCITY], n_bins)
         return replace(self, notes=n)

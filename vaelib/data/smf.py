@@ -6,9 +6,9 @@ e.g. seq66's proprietary data, are ignored as mido does); chunks that are not ``
 as the SMF spec asks. ``scan_bass`` (numba) then walks every ``MTrk``: it validates the events
 (running status, data bytes > 127, events overrunning their chunk), takes a census per channel
 (pitch histogram, programs, which chunks hold its notes, first note tick), picks the bass channel
-(policy in ``vaelib.midi``'s module doc, point 4), and with two more walks counts, then fills
+(policy in ``vaelib.data.midi``'s module doc, point 4), and with two more walks counts, then fills
 exact-size arrays of that channel's notes and monitored CCs and the tempo/time-signature maps,
-only up to the last window ``vaelib.midi`` may return.
+only up to the last window ``vaelib.data.midi`` may return.
 
 Why not symusic: symusic 0.6 is fast, but its ``Track`` has no channel, it splits a channel by
 program, orders tracks by an undocumented key and drops every note-less channel, so "merge the
@@ -210,7 +210,7 @@ def _contains(data, off, n, word):
 
 @njit(cache=True, nogil=True)
 def _choose_bass(data, hist, prog_seen, chunk_notes, name_span):
-    """Channel of the bass part (``vaelib.midi``'s module doc, point 4), -1 if there is none."""
+    """Channel of the bass part (``vaelib.data.midi``'s module doc, point 4), -1 if there is none."""
     counts = np.zeros(16, np.int64)  # plain loops: numba's axis reductions cost microseconds here
     hinted = np.zeros(16, np.bool_)
     for ch in range(16):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from vaelib.controllers import DEFAULT_CC_NUMBERS, name_of
-from vaelib.performance import Performance
+from vaelib.data.performance import Performance
 
 STYLES: tuple[str, ...] = ("wobble", "glitch", "reese")
 TEMPO_BPM = {"wobble": (135.0, 150.0), "glitch": (130.0, 175.0), "reese": (160.0, 175.0)}

@@ -35,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from vaelib.config import TokenizerConfig
-from vaelib.performance import Performance
+from vaelib.data.performance import Performance, quantize_velocity  # noqa: F401 (public here too)
 
 PAD, BOS, EOS = 0, 1, 2
 TYPE_NAMES = ("special", "velocity", "note_on", "note_off", "time_shift", "cc")
@@ -47,13 +47,6 @@ class TokenError(ValueError):
 
 class TokenBudgetError(ValueError):
     """A window that does not fit ``max_len`` under the thinning policy."""
-
-
-def quantize_velocity(v, n_bins: int = 32):
-    """Velocity (1..127) -> the centre of its bin, the value a decode gives back."""
-    width = 128 // n_bins
-    b = np.minimum(np.asarray(v) // width, n_bins - 1)
-    return b * width + width // 2
 
 
 class Tokenizer:

@@ -1,8 +1,8 @@
 """Evaluate one trained run on a curated split: ``RUN/metrics.json`` (cells with 95 % CIs) and ``RUN/eval.csv``.
 
-    python -m vaelib.evaluate --run-dir RUN --data DIR [--limit 16] [--split test] [--seed 0]
+    python -m vaelib.evaluation.evaluate --run-dir RUN --data DIR [--limit 16] [--split test] [--seed 0]
 
-What is measured (definitions of the per-pair metrics in ``vaelib.metrics``):
+What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.metrics``):
 
 * **Teacher-forced**, z = μ(x): ``recon_ce`` nats per target token (overall; ``ce_by_type`` per token type),
   ``token_accuracy``; ``ce_sampled`` with one posterior sample (the ELBO's term) as an extra.
@@ -38,16 +38,22 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from vaelib import metrics as M
+from vaelib.evaluation import metrics as M
 from vaelib.atomic import atomic_write_text
-from vaelib.diagnostics import ACTIVE_THRESHOLD, aggregate_mi
-from vaelib.objective import token_ce
+from vaelib.data.batching import pad_batch
+from vaelib.data.curation import load_meta, load_split, load_tokenizer
+from vaelib.data.tokenizer import EOS, PAD, TYPE_NAMES
+from vaelib.evaluation.mrstft import mr_stft_performances
+from vaelib.model.checkpoint import list_checkpoints, load_model
+from vaelib.model.generation import decode, sample
+from vaelib.model.objective import kl_per_dim, token_ce
 from vaelib.runs import find_runs, objective_label
-from vaelib.tokenizer import EOS, PAD, TYPE_NAMES
+from vaelib.slots import threads_per_step
+from vaelib.training.diagnostics import ACTIVE_THRESHOLD, aggregate_mi
 
 COLLAPSE_GAP = 0.01  # nats/token: below this the right z helps the decoder by < 1 % of a nat per token
-# prior samples per run by default: on `small` sampling 120 took ~16 s of a ~100 s scoring (decoded to ~490 tokens).
-# 64 still give validity, muspy means, overlap and novelty; the real-data reference is drawn at the same size.
+# prior samples per run by default: sampling is a large share of a run's scoring (free-running decodes of ~500
+# tokens). 64 still give validity, muspy means, overlap and novelty; the real-data reference is drawn at the same size.
 N_PRIOR = 64
 
 
@@ -60,7 +66,7 @@ def is_collapsed(usage_gap: dict, active_units: dict) -> bool:
     return bool(not (lo >= COLLAPSE_GAP) or active_units["value"] <= 0)
 
 
-SAMPLE_RATE = 22050  # issue 5: MR-STFT renders at 22.05 kHz
+SAMPLE_RATE = 22050  # MR-STFT renders at 22.05 kHz
 # ---------------------------------------------------------------------------- helpers
 def partners(sources: list[str], seed: int = 0) -> np.ndarray:
     """(N,) index of a seeded random *other* example for each one, from another source where one exists
@@ -131,7 +137,6 @@ def teacher_forced(model, seqs: list[np.ndarray], tokenizer, partner: np.ndarray
     """Per-example teacher-forced quantities: (N,) arrays ce_mu, ce_partner, ce_sampled, ce_prior (z from
     q(z|x) and from N(0, I); nats summed over target tokens), n_tokens, correct; (N, 6) ce_type/n_type per token
     type; mu, logvar (N, D)."""
-    from vaelib.data import pad_batch
 
     dev = next(model.parameters()).device
     mus, logvars = [], []
@@ -201,7 +206,6 @@ def score_pairs(refs, ests, ref_ids, est_ids, tokenizer, render: bool = True, n_
         "frame_accuracy": np.array([M.frame_accuracy(r, e) for r, e in zip(refs, ests)]),
     }
     if render:
-        from vaelib.mrstft import mr_stft_performances
 
         out["mr_stft"] = mr_stft_performances(refs, ests, sample_rate=SAMPLE_RATE, n_workers=n_workers)
     else:
@@ -212,7 +216,6 @@ def score_pairs(refs, ests, ref_ids, est_ids, tokenizer, render: bool = True, n_
 def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int = 0) -> dict:
     """Validity, muspy metrics, CC activity, overlapping areas vs the split and novelty vs train for n prior samples,
     each next to the same statistic of the real split (``reference_*``)."""
-    from vaelib.generate import sample
 
     seqs = sample(model, n, seed=seed, tokenizer=tokenizer, grammar=True)
     gen = [tokenizer.decode(s) for s in seqs]
@@ -245,9 +248,6 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     ``run_dir/eval.csv`` (one row per example), both atomically, and returns the metrics dict. ``n_prior`` prior
     samples (default: as many as examples, at most ``N_PRIOR``); ``render=False`` skips MR-STFT; ``n_workers``
     render processes; ``device`` for the model (default: CUDA when available, else CPU)."""
-    from vaelib.checkpoint import list_checkpoints, load_model
-    from vaelib.curation import load_meta, load_split, load_tokenizer
-    from vaelib.generate import decode
 
     t0 = time.time()
     run_dir, data_dir = Path(run_dir), Path(data_dir)
@@ -268,10 +268,10 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
                              file=sys.stderr, flush=True)
     say(f"teacher-forced pass over {len(seqs)} {split} pieces (1/4)")
     tf = teacher_forced(model, seqs, tk, partner, seed=seed)
-    kl_bd = 0.5 * (tf["mu"] ** 2 + np.exp(tf["logvar"]) - 1.0 - tf["logvar"])  # (N, D) nats
+    kl_bd = kl_per_dim(tf["mu"], tf["logvar"])  # (N, D) nats
     kl_seq = kl_bd.sum(1)
 
-    # one greedy pass over both (batching leaves greedy output unchanged; 240 rows at once took 19 s, not 32 s)
+    # one greedy pass over both (batching leaves greedy output unchanged, and one batch of both is faster than two)
     say(f"greedy decodes of {2 * len(seqs)} latents: reconstructions and the unconditional baseline (2/4)")
     both = decode(model, np.concatenate([tf["mu"], tf["mu"][partner]]), greedy=True, tokenizer=tk, batch_size=256)
     recon_ids, base_ids = both[:len(seqs)], both[len(seqs):]
@@ -282,7 +282,6 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     base = score_pairs(refs, bases, seqs, base_ids, tk, render, n_workers)
     floor = math.nan
     if render:
-        from vaelib.mrstft import mr_stft_performances
 
         floor = float(mr_stft_performances([refs[0]], [refs[0]], sample_rate=SAMPLE_RATE, n_workers=1)[0])
 
@@ -375,7 +374,6 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
 def is_fresh(run_dir, limit: int | None = None, split: str = "test", seed: int = 0) -> bool:
     """True when ``run_dir/metrics.json`` is newer than the run's newest checkpoint and was made with the same
     limit, split and seed."""
-    from vaelib.checkpoint import list_checkpoints
 
     m, ck = Path(run_dir) / "metrics.json", list_checkpoints(run_dir)
     if not (m.exists() and (Path(run_dir) / "eval.csv").exists() and ck and m.stat().st_mtime > ck[-1].stat().st_mtime):
@@ -405,8 +403,6 @@ def evaluate_results(results_dir, latent_dims, data_dir, limit: int | None = Non
     if n_jobs > 1 and len(stale) > 1:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
-
-        from vaelib.slots import threads_per_step
 
         workers = min(n_jobs, len(stale))
         # each worker's share of this process's threads; a short last round gets the idle workers' threads

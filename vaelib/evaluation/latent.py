@@ -19,28 +19,16 @@ import pandas as pd
 import torch
 
 from vaelib.controllers import name_of
-from vaelib.performance import PITCH, Performance
-from vaelib.tokenizer import PAD
-
-
-@torch.no_grad()
-def encode_split(model, seqs, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Token id arrays -> (mu, logvar), each (N, latent_dim) float32."""
-    model.eval()
-    dev = next(model.parameters()).device
-    mus, lvs = [], []
-    for i in range(0, len(seqs), batch_size):
-        chunk = [torch.as_tensor(np.asarray(s), dtype=torch.long) for s in seqs[i:i + batch_size]]
-        ids = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True, padding_value=PAD).to(dev)  # (B, T)
-        mu, logvar = model.encode(ids)
-        mus.append(mu.float().cpu().numpy())
-        lvs.append(logvar.float().cpu().numpy())
-    return np.concatenate(mus), np.concatenate(lvs)
+from vaelib.data.performance import PITCH, Performance
+from vaelib.model import objective
+from vaelib.model.encoding import encode_split  # noqa: F401 (public here: notebooks and listening call latent.encode_split)
+from vaelib.model.generation import decode
+from vaelib.synth import render
 
 
 def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """(D,) KL(q(z|x) || N(0, I)) per dimension in nats, averaged over the N rows of (N, D) inputs."""
-    return (0.5 * (mu ** 2 + np.exp(logvar) - 1.0 - logvar)).mean(0)
+    return objective.kl_per_dim(mu, logvar).mean(0)
 
 
 def fit_pca(mu: np.ndarray, n_components: int | None = None):
@@ -261,8 +249,6 @@ def variation_grid(model, tokenizer, z0, directions: dict[str, np.ndarray], amou
     Each cell shows the piano roll with the cutoff lane on a second axis. Returns (Figure, performances)."""
     import matplotlib.pyplot as plt
 
-    from vaelib.generate import decode
-
     names = list(directions)
     zs = np.stack([_moved(z0, directions, {n: a}) for n in names for a in amounts])
     seqs = decode(model, zs, greedy=greedy, temperature=temperature, tokenizer=tokenizer,
@@ -302,9 +288,6 @@ def explorer(model, tokenizer, z0, directions: dict[str, np.ndarray], sample_rat
     import matplotlib.pyplot as plt
     import soundfile as sf
     from IPython.display import display
-
-    from vaelib.generate import decode
-    from vaelib.synth import render
 
     sliders = {n: w.FloatSlider(value=0.0, min=-3.0, max=3.0, step=0.25, description=n) for n in directions}
     extra = {"temperature": w.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.1, description="temperature"),

@@ -21,7 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vaelib.performance import Performance
+from vaelib.atomic import atomic_write_text
+from vaelib.data.curation import load_meta, load_performances, load_split, load_tokenizer
+from vaelib.data.performance import Performance
+from vaelib.data.tokenizer import Tokenizer
+from vaelib.model.encoding import encode_split
+from vaelib.model.checkpoint import load_model
+from vaelib.model.generation import decode, sample, to_performances
+from vaelib.synth import render
+from vaelib.synth.audio import write_ogg, write_wav
 
 SCALES = ("stylistic_authenticity", "complexity_novelty", "overall_quality")  # paper §5.2, each 1-5
 SCALE_QUESTIONS = {
@@ -49,8 +57,6 @@ def build_pack(clips: dict[str, list[Performance]], out_dir, seed: int | None = 
     ``clips`` maps a condition label (e.g. ``"z128"``, ``"reference"``) to its performances. Ids
     and order come from ``seed`` (``None``: unpredictable). Returns the paths of pack, sheet and key.
     """
-    from vaelib.audio import write_wav
-    from vaelib.synth import render
 
     rng = np.random.default_rng(seed)
     out = Path(out_dir)
@@ -91,10 +97,6 @@ def build_pack_from_runs(run_dirs: dict[str, str | Path], data_dir, out_dir, n_p
                          temperature: float = 1.0, top_p: float = 0.95, sample_rate: int = 44100) -> dict[str, Path]:
     """Prior samples of each run (``{"z128": run_dir, ...}``) plus real references from ``split``.
     Generated clips get tempos drawn from the references' tempos, so tempo is no cue."""
-    from vaelib.checkpoint import load_model
-    from vaelib.curation import load_performances
-    from vaelib.generate import sample, to_performances
-    from vaelib.tokenizer import Tokenizer
 
     rng = np.random.default_rng(seed)
     refs = load_performances(data_dir, split)
@@ -276,8 +278,6 @@ AUDIO_MANIFEST, EXPLORER_MANIFEST = "audio.json", "explorer.json"  # in RUN/audi
 def write_clips(perfs: list[Performance], folder, stems: list[str], sample_rate: int = CLIP_RATE) -> list[str]:
     """Render each performance with the built-in voice into ``folder/<stem>.ogg`` (Ogg Vorbis); returns the file
     names."""
-    from vaelib.audio import write_ogg
-    from vaelib.synth import render
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -288,8 +288,6 @@ def write_clips(perfs: list[Performance], folder, stems: list[str], sample_rate:
 
 def _write_manifest(path: Path, manifest: dict) -> Path:
     import json
-
-    from vaelib.atomic import atomic_write_text
 
     atomic_write_text(path, json.dumps(manifest, indent=2))
     return path
@@ -305,10 +303,6 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
       of the originals.
 
     Writes the manifest ``run_dir/audio/audio.json`` (file paths relative to ``run_dir``) and returns it."""
-    from vaelib.checkpoint import load_model
-    from vaelib.curation import load_meta, load_split, load_tokenizer
-    from vaelib.generate import decode, sample
-    from vaelib.latent import encode_split
 
     run_dir = Path(run_dir)
     folder = run_dir / "audio"

@@ -1,6 +1,6 @@
 """Pure evaluation metrics on ``Performance`` objects, token ids and per-example arrays.
 
-Definitions (issue 5; the paper leaves them open):
+Definitions (the paper leaves them open):
 
 * **CC-ME** (``cc_me``): mean squared error between sample-and-hold CC curves on the 1/32 grid,
   divided by 127 (so in [0, 1]), over the *reference* length. A shorter estimate holds its last
@@ -29,9 +29,9 @@ import warnings
 import numpy as np
 
 from vaelib.controllers import default_value
-from vaelib.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
+from vaelib.data.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
 
-ONSET_TOLERANCE_STEPS = 0.5  # issue 5: half a grid step, so a one-step shift is a miss
+ONSET_TOLERANCE_STEPS = 0.5  # half a grid step, so a one-step shift is a miss
 OA_FEATURES = ("pitch", "velocity", "duration", "cc_value", "cc_slope")
 
 

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from vaelib.synth import render
 
 FFT_SIZES = (1024, 2048, 512)
 HOP_SIZES = (120, 240, 50)
@@ -101,7 +102,6 @@ def performance_key(perf, sample_rate: int, backend: str) -> str:
 
 def reference(perf, sample_rate: int, backend: str = "va", plugin_path=None):
     """(silent, magnitudes) of ``perf``'s render, from the per-process LRU when seen before."""
-    from vaelib.synth import render
 
     key = performance_key(perf, sample_rate, backend)
     if key in _CACHE:
@@ -117,7 +117,6 @@ def reference(perf, sample_rate: int, backend: str = "va", plugin_path=None):
 
 def score_pair(ref, est, sample_rate: int, backend: str = "va", plugin_path=None) -> float:
     """Render both performances and return ``mr_stft(est_audio, ref_audio)`` (reference spectra cached)."""
-    from vaelib.synth import render
 
     ref_silent, ref_mags, ref_shape = reference(ref, sample_rate, backend, plugin_path)
     audio = render(est, sample_rate=sample_rate, backend=backend, plugin_path=plugin_path)

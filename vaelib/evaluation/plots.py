@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vaelib.controllers import name_of
-from vaelib.performance import Performance
+from vaelib.data.curation import load_meta, load_report
+from vaelib.data.performance import Performance
 
 SPLITS = ("train", "val", "test")
 
@@ -101,14 +102,12 @@ def plot_cc_lanes(perfs: list[Performance], labels, names=None, fig=None):
 
 # ---------------------------------------------------------------------------------------------- curation
 def _metas(data_dir) -> dict[str, list[dict]]:
-    from vaelib.curation import load_meta
 
     return {s: load_meta(data_dir, s) for s in SPLITS}
 
 
 def plot_token_lengths(data_dir, ax=None):
     """Histogram of tokens per window (BOS/EOS included) per split, with the budget as a line."""
-    from vaelib.curation import load_report
 
     rep = load_report(data_dir)
     ax = ax or plt.figure(figsize=(5, 3.5)).add_subplot()
@@ -127,7 +126,6 @@ def plot_token_lengths(data_dir, ax=None):
 
 def plot_cc_activity(data_dir, ax=None):
     """Mean CC changes per window for each controller (bars) and the share of windows where it moves (dots)."""
-    from vaelib.curation import load_report
 
     per = load_report(data_dir)["cc_density"]["per_controller"]
     names = list(per)

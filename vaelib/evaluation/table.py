@@ -1,7 +1,7 @@
 """Table 1 of the paper (§5.1) from evaluated run folders, with 95 % CIs, paired tests and plots.
 
 ``build_table1(results_dir, latent_dims, out_dir)`` reads ``<results_dir>/z{D}[_s{seed}]/metrics.json`` and
-``eval.csv`` (written by ``vaelib.evaluate``) and writes to ``out_dir``:
+``eval.csv`` (written by ``vaelib.evaluation.evaluate``) and writes to ``out_dir``:
 
 * ``table1.csv`` (numbers: value, ci_lo, ci_hi per metric), ``table1.md`` and ``table1.tex`` ("value [lo, hi]");
 * ``table1_paired.csv`` / ``.md``: paired tests between every two latent sizes on per-example metrics
@@ -29,9 +29,11 @@ import numpy as np
 import pandas as pd
 
 from vaelib.atomic import atomic_write_text
-from vaelib.evaluate import COLLAPSE_GAP, is_collapsed
+from vaelib.evaluation.evaluate import COLLAPSE_GAP, is_collapsed
+from vaelib.evaluation.metrics import bootstrap_ci, paired_test
+from vaelib.evaluation.table_format import markdown_notes
 from vaelib.runs import CONTROL, find_runs, run_objective
-from vaelib.metrics import bootstrap_ci, paired_test
+from vaelib.evaluation import table_format as tf
 
 # (column, metrics.json key, eval.csv column or None for run-level cells, header)
 CELLS = (
@@ -168,10 +170,9 @@ def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
 
 
 def format_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Readable Table 1 (``vaelib.table_format``): short objective labels, each model metric beside its
+    """Readable Table 1 (``vaelib.evaluation.table_format``): short objective labels, each model metric beside its
     unconditional baseline, "value [lo, hi]" with one number of decimals per column, counts without a CI, and a
     verdict column. Columns a run lacks are left out; keys beyond ``CELLS`` in the metrics are ignored."""
-    from vaelib import table_format as tf
 
     out = pd.DataFrame({"D": df["latent_dim"].astype(int),
                         "Objective": [tf.objective_short(o, c) for o, c in zip(df["objective"], df["control"])]})
@@ -278,7 +279,6 @@ def build_table1(results_dir, latent_dims, out_dir, seed: int = 0) -> pd.DataFra
     verdicts = run_verdicts([r for group in (runs, controls) for d in sorted(group) for r in group[d]])
     atomic_write_text(out_dir / "table1_runs.csv", verdicts.to_csv(index=False))
     atomic_write_text(out_dir / "table1.csv", df.to_csv(index=False))
-    from vaelib.table_format import markdown_notes
 
     notes = markdown_notes(df["objective"], df["control"], df["n_examples"], int(df["n_seeds"].max()))
     atomic_write_text(out_dir / "table1.md",

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from vaelib.atomic import atomic_write
+from vaelib.config import ExperimentConfig
+from vaelib.model.vae import VAE
 
 CKPT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
@@ -113,8 +115,6 @@ def latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict] | None:
 
 def load_model(run_dir, device="cpu"):
     """The newest loadable checkpoint of ``run_dir`` -> (VAE in eval mode on ``device``, ExperimentConfig)."""
-    from vaelib.config import ExperimentConfig
-    from vaelib.model import VAE
 
     found = latest_checkpoint(run_dir, map_location=device)
     if found is None:

@@ -1,11 +1,11 @@
 """Decoding z into performances: batched KV-cached sampling under the event grammar.
 
 ``decode`` turns latent vectors into token ids (BOS ... EOS) with temperature, top-k and
-top-p filtering and the grammar masks of ``vaelib.grammar``; ``sample`` draws z from the
+top-p filtering and the grammar masks of ``vaelib.data.grammar``; ``sample`` draws z from the
 prior N(0, I); ``reconstruct`` decodes mu(x) greedily; ``slerp``/``interpolate`` walk
 between latent vectors. The CLI writes MIDI (with every CC) and 44.1 kHz WAV files::
 
-    python -m vaelib.generate --run-dir RUN --n 16 --out DIR [--temperature 1.0] [--top-k 0]
+    python -m vaelib.model.generation --run-dir RUN --n 16 --out DIR [--temperature 1.0] [--top-k 0]
         [--top-p 1.0] [--seed 0] [--no-grammar] [--monophonic]
 
 Without the grammar the output still decodes to a valid performance: the tokenizer's
@@ -14,16 +14,21 @@ decode is total, and EOS is forced at ``max_len``.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vaelib.config import TokenizerConfig
-from vaelib.grammar import Grammar
-from vaelib.performance import Performance
-from vaelib.tokenizer import BOS, EOS, PAD, Tokenizer
+from vaelib.controllers import load_cc_map
+from vaelib.data.grammar import Grammar
+from vaelib.data.midi import clean_name, write_midi
+from vaelib.data.performance import Performance
+from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
+from vaelib.model.checkpoint import load_model
+from vaelib.model.encoding import encode_split
+from vaelib.synth import render
+from vaelib.synth.audio import write_wav
 
 
 def tokenizer_for(model, tokenizer: Tokenizer | None = None) -> Tokenizer:
@@ -206,7 +211,6 @@ def to_performances(tokenizer: Tokenizer, seqs, tempo_bpm: float = 140.0, style:
 def reconstruct(model, tokenizer: Tokenizer, perfs: list[Performance], batch_size: int = 64,
                 **kw) -> list[Performance]:
     """Greedy decodes of mu(x) for each performance, keeping its tempo, style and source."""
-    from vaelib.latent import encode_split
 
     mu = encode_split(model, [tokenizer.encode(p) for p in perfs], batch_size)[0]
     seqs = decode(model, mu, greedy=True, tokenizer=tokenizer, batch_size=batch_size, **kw)
@@ -240,26 +244,17 @@ def interpolate(a, b, n: int) -> np.ndarray:
     return slerp(a, b, np.linspace(0.0, 1.0, n)).astype(np.float32)
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe version of ``text`` (letters, digits, ``-``, ``_``, ``.``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "x"
-
-
 def write_outputs(perfs: list[Performance], out_dir, sample_rate: int = 44100, wav: bool = True,
                   cc_map: dict[int, str] | None = None) -> list[Path]:
     """Write ``<source>.mid`` (+ its controller sheet ``.json``, + ``.wav`` rendered by vaelib.synth with
     ``cc_map``, CC number -> synth parameter) per performance; returns MIDI paths."""
-    from vaelib.midi import write_midi
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for p in perfs:
-        stem = safe_name(p.source)
+        stem = clean_name(p.source)
         paths.append(write_midi(p, out / f"{stem}.mid", cc_map=cc_map))
         if wav:
-            from vaelib.audio import write_wav
-            from vaelib.synth import render
 
             write_wav(out / f"{stem}.wav", render(p, sample_rate=sample_rate, cc_map=cc_map), sample_rate)
     return paths
@@ -280,15 +275,13 @@ def main(argv=None) -> None:
     ap.add_argument("--sample-rate", type=int, default=44100)
     ap.add_argument("--cc-map", default=None, help="JSON CC map (CC number -> built-in synth parameter) for the .wav")
     a = ap.parse_args(argv)
-    from vaelib.checkpoint import load_model
 
     model, config = load_model(a.run_dir)
     tk = Tokenizer(config.data.tokenizer)
     seqs = sample(model, a.n, seed=a.seed, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                   grammar=not a.no_grammar, monophonic=a.monophonic, tokenizer=tk)
-    name = safe_name(f"{Path(a.run_dir).resolve().name}_seed{a.seed}")
+    name = clean_name(f"{Path(a.run_dir).resolve().name}_seed{a.seed}")
     perfs = to_performances(tk, seqs, tempo_bpm=a.tempo_bpm, source=name)
-    from vaelib.controllers import load_cc_map
 
     paths = write_outputs(perfs, a.out, sample_rate=a.sample_rate,
                           cc_map=load_cc_map(a.cc_map) if a.cc_map else None)

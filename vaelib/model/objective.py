@@ -21,15 +21,19 @@ CE and KL are computed in fp32 even when the model ran under bf16 autocast.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-PAD_ID = 0
-TYPE_NAMES = ("special", "velocity", "note_on", "note_off", "time_shift", "cc")  # = tokenizer.TYPE_NAMES
+from vaelib.data.tokenizer import PAD as PAD_ID
+from vaelib.data.tokenizer import TYPE_NAMES  # noqa: F401 (per-type logging names, public here)
 
 
-def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, σ²) || N(0, 1)) per sequence and dimension, (B, D) nats, fp32."""
+def kl_per_dim(mu, logvar):
+    """KL(N(μ, σ²) || N(0, 1)) per sequence and dimension, (B, D) nats: fp32 tensors, or numpy arrays in their
+    own dtype. The one home of this formula (training, diagnostics, evaluation and latent analysis call it)."""
+    if isinstance(mu, np.ndarray):  # analysis on stored posteriors (evaluation), same formula in numpy
+        return 0.5 * (mu ** 2 + np.exp(logvar) - 1.0 - logvar)
     mu, logvar = mu.float(), logvar.float()
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 

@@ -22,10 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vaelib.config import ModelConfig
+from vaelib.data.tokenizer import BOS as BOS_ID
+from vaelib.data.tokenizer import EOS as EOS_ID
+from vaelib.data.tokenizer import PAD as PAD_ID
 
-PAD_ID = 0
-BOS_ID = 1
-EOS_ID = 2
 N_PITCH = 128
 
 
@@ -270,8 +270,8 @@ class VAE(nn.Module):
         if self.to_input is not None:
             # z's input path starts at zero. Even so, Adam grows W z (fan-in latent_dim) far faster than the
             # 0.02-scale token embeddings it is added to; the pre-LN input then carries little but a per-sequence
-            # constant and training stalls at the unigram loss (measured on `small`: 5.35 nats/token after 500
-            # steps, vs 4.8 after 100 without this path). Hence ModelConfig.z_to_input defaults to False.
+            # constant and training stalls at the unigram loss (docs/experiments.md). Hence ModelConfig.z_to_input
+            # defaults to False.
             nn.init.zeros_(self.to_input.weight)
 
     @staticmethod
@@ -460,7 +460,7 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def greedy(self, z: torch.Tensor, max_len: int | None = None, use_cache: bool = True) -> torch.Tensor:
-        """Greedy decoding without grammar masks (see ``vaelib.generate`` for sampling and masks).
+        """Greedy decoding without grammar masks (see ``vaelib.model.generation`` for sampling and masks).
 
         Returns (B, L) long starting with BOS; rows that emitted EOS are PAD-filled after it."""
         L = min(max_len or self.config.max_len, self.config.max_len)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from vaelib.pipeline import Step
+from vaelib.atomic import atomic_write_text
+from vaelib.config import get_preset
+from vaelib.pipeline.step import Step
 
 STATE_FILE = ".pipeline_state.json"
 
@@ -33,7 +32,7 @@ def fingerprint(path) -> str:
     return h.hexdigest()
 
 
-def key_parts(step: "Step", notebook: Path, upstream: list[dict], salt: str = "") -> dict[str, str]:
+def key_parts(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -> dict[str, str]:
     """Hashes of what determines a step's result, by part.
 
     ``upstream`` holds the deps' ``{key, run_id}``; ``salt`` stands for the library code (see ``library_salt``).
@@ -45,7 +44,7 @@ def key_parts(step: "Step", notebook: Path, upstream: list[dict], salt: str = ""
                 inputs=digest({i: fingerprint(i) for i in step.inputs}), library=digest(salt))
 
 
-def step_key(step: "Step", notebook: Path, upstream: list[dict], salt: str = "") -> str:
+def step_key(step: Step, notebook: Path, upstream: list[dict], salt: str = "") -> str:
     """One hash over ``key_parts``: equal keys mean the step would compute the same thing."""
     return hashlib.sha256(json.dumps(key_parts(step, notebook, upstream, salt), sort_keys=True).encode()).hexdigest()
 
@@ -56,7 +55,7 @@ def library_sources(notebook) -> list[Path]:
 
     import nbformat
 
-    pkg = Path(__file__).resolve().parent
+    pkg = Path(__file__).resolve().parents[1]  # the vaelib package folder
 
     def files_of(module: str) -> list[Path]:
         base = pkg.parent / module.replace(".", "/")
@@ -91,10 +90,8 @@ def library_sources(notebook) -> list[Path]:
 
 def library_salt(preset: str, notebook) -> str:
     """Hash of the preset and of the vaelib sources the notebook imports, so a relevant library edit reruns it."""
-    from vaelib.config import get_preset
-
     h = hashlib.sha256(get_preset(preset).to_json().encode())
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     for f in library_sources(notebook):
         h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
@@ -110,7 +107,4 @@ def load_state(out) -> dict:
 
 def save_state(out, state: dict) -> None:
     """Atomic, so an interrupted pipeline never leaves a half-written state file."""
-    path = Path(out) / STATE_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(Path(out) / STATE_FILE, json.dumps(state, indent=2, sort_keys=True))

@@ -15,7 +15,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from vaelib.evaluation.table_format import PAIRED_NOTE
+from vaelib.runs import parse_run_name
 from vaelib.slots import cpu_threads
+from vaelib.evaluation import table_format as tf
 
 TABLE_FILES = ("table1.csv", "table1.md", "table1.tex", "table1_paired.csv", "table1_paired.md", "table1_runs.csv")
 FIGURE_SUFFIXES = (".png", ".svg", ".jpg")
@@ -59,7 +62,6 @@ SIMULATED = "SIMULATED"
 def collect_artifacts(out) -> dict:
     """What the index shows, as paths relative to ``out``: ``tables``, ``figures`` (``figures/``, real results
     first, SIMULATED last), ``run_figures`` ({run: [paths]}) and ``audio`` ({run: manifest paths})."""
-    from vaelib.runs import parse_run_name
 
     out = Path(out)
     tables = [t for t in TABLE_FILES if (out / t).is_file()]
@@ -114,10 +116,9 @@ def render_table(out, stem: str = "table1") -> str:
 
 
 def render_table1(out) -> str:
-    """Table 1 from ``table1.csv`` (written by ``vaelib.table``) for a 1,200 px page: value over its 95 % CI in
+    """Table 1 from ``table1.csv`` (written by ``vaelib.evaluation.table``) for a 1,200 px page: value over its 95 % CI in
     each cell, one number of decimals per column, counts without CI, short objective labels with a legend, and a
     caption. Falls back to ``render_table`` for a CSV without Table 1's columns."""
-    from vaelib import table_format as tf
 
     path = Path(out) / "table1.csv"
     try:
@@ -158,7 +159,7 @@ def render_table1(out) -> str:
 
 
 def render_verdicts(out) -> str:
-    """One line per run folder from ``table1_runs.csv`` (written by ``vaelib.table``): does its decoder use z?"""
+    """One line per run folder from ``table1_runs.csv`` (written by ``vaelib.evaluation.table``): does its decoder use z?"""
     path = Path(out) / "table1_runs.csv"
     if not path.is_file():
         return ""
@@ -175,7 +176,6 @@ def render_verdicts(out) -> str:
 
 
 def render_paired(out) -> str:
-    from vaelib.table_format import PAIRED_NOTE
 
     return (f"<details><summary>Paired tests between latent sizes</summary><p>{html.escape(PAIRED_NOTE)}</p>"
             f"{render_table(out, 'table1_paired')}</details>")
@@ -431,11 +431,11 @@ def check_report(folder) -> list[str]:
 
 
 def main(argv=None) -> int:
-    """``python -m vaelib.report_index FOLDER [--check]``: rewrite FOLDER/index.html from its ``pipeline.json``
+    """``python -m vaelib.pipeline.report_index FOLDER [--check]``: rewrite FOLDER/index.html from its ``pipeline.json``
     (linking only the files the folder holds), then with ``--check`` print ``check_report``'s problems."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m vaelib.report_index", description=main.__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m vaelib.pipeline.report_index", description=main.__doc__.splitlines()[0])
     p.add_argument("folder")
     p.add_argument("--check", action="store_true", help="exit 1 when check_report finds a problem")
     a = p.parse_args(argv)

@@ -27,49 +27,20 @@ import sys
 import time
 import traceback
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from vaelib import report_index
-from vaelib.pipeline_keys import (STATE_FILE, fingerprint, key_parts, library_salt, library_sources,  # noqa: F401
+from vaelib.config import get_preset, literal_variant
+from vaelib.pipeline import report_index
+from vaelib.pipeline.step import BLOCKED, DONE, FAILED, MISSING, OK, SKIPPED, Step, StepResult
+from vaelib.pipeline.keys import (STATE_FILE, fingerprint, key_parts, library_salt, library_sources,  # noqa: F401
                                   load_state, save_state, step_key)
+from vaelib.runs import CONTROL, run_name
 from vaelib.slots import (CPU_SLOT, apply_slot, cpu_threads_per_step, current_slot, groups,  # noqa: F401
                           parallel_slots, workers_stop_with_us)
 
-OK, SKIPPED, FAILED, BLOCKED, MISSING = "ok", "skipped-unchanged", "FAILED", "blocked", "missing"
-DONE = (OK, SKIPPED)  # statuses that let dependent steps run
+# The notebooks ship inside the package (package data), so an installed vaelib finds them; --notebooks-dir overrides.
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-@dataclass(frozen=True)
-class Step:
-    """One papermill execution. Paths in ``parameters`` are relative to the output folder (the notebooks run with it
-    as their working directory, so no executed notebook records a machine path); ``inputs`` and ``outputs`` are
-    absolute."""
-
-    name: str  # unique; the executed notebook is OUT/notebooks/<name>.ipynb
-    notebook: str  # notebook stem in the notebooks folder, e.g. "02_train"
-    parameters: dict = field(default_factory=dict)  # injected by papermill into the `parameters` cell
-    depends: tuple[str, ...] = ()  # steps that must succeed first
-    inputs: tuple[str, ...] = ()  # files or folders whose content enters the key
-    outputs: tuple[str, ...] = ()  # files that must exist (besides the notebook and HTML) for a skip
-    parallel: bool = False  # may run concurrently with its neighbours, one per GPU or CPU slot
-
-
-@dataclass
-class StepResult:
-    name: str
-    notebook: str
-    status: str  # OK, SKIPPED, FAILED, BLOCKED or MISSING
-    parameters: dict
-    key: str = ""
-    run_id: str = ""  # changes each time the step really executes, so dependants rerun
-    wall_sec: float = 0.0
-    ipynb: str = ""  # relative to OUT
-    html: str = ""  # relative to OUT
-    error: str = ""
-    device: str = ""  # the worker's slot: a CUDA_VISIBLE_DEVICES id or "cpu:<threads>", "" when inherited
 
 
 # ---------------------------------------------------------------- plan
@@ -84,13 +55,11 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
 
     ``n_examples`` 0 takes the preset's corpus size; ``epochs`` 0, ``max_steps`` 0 and ``beta_max`` -1 take the
     preset's training settings; ``limit`` 0 evaluates the whole test split. ``cc`` picks the controllers curation
-    models ("auto", "auto:N" or "74,71,..."; "" keeps the default table; see ``vaelib.curation``).
+    models ("auto", "auto:N" or "74,71,..."; "" keeps the default table; see ``vaelib.data.curation``).
     ``control`` adds ``02_train_z{D}_paper`` for the smallest D and the first seed: the preset's literal-objective
     variant (``config.literal_variant``; none for ``paper``, whose main runs are literal) trained into
     ``OUT/z{D}_paper``, so 03 can show the collapse the defences prevent. It keeps the paper's beta_max.
     """
-    from vaelib.config import get_preset, literal_variant
-
     out = Path(out).resolve()
     latent_dims, seeds = [int(d) for d in latent_dims], [int(s) for s in seeds]
     cfg = get_preset(preset)
@@ -103,7 +72,7 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
         return Path(os.path.relpath(path, out)).as_posix()
 
     def run_dir(dim: int, seed: int) -> Path:
-        return out / (f"z{dim}" if len(seeds) == 1 else f"z{dim}_s{seed}")
+        return out / run_name(dim, None if len(seeds) == 1 else seed)
 
     steps = [Step("01_dataset_curation", "01_dataset_curation",
                   dict(source=source if data == "synthetic" else rel(source), n_examples=int(n_examples or cfg.data.n_examples), seed=cfg.data.seed,
@@ -112,7 +81,7 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
     train = {}
     for dim in latent_dims:
         for seed in seeds:
-            name = f"02_train_z{dim}" + ("" if len(seeds) == 1 else f"_s{seed}")
+            name = f"02_train_{run_dir(dim, seed).name}"
             train[dim, seed] = name
             steps.append(Step(name, "02_train",
                               dict(preset=preset, latent_dim=dim, data_dir=data_dir, run_dir=rel(run_dir(dim, seed)),
@@ -126,8 +95,8 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
     controls, control_records = (), ()  # evaluated by 03 beside the main runs, never one of their seeds
     if variant is not None:
         dim = min(latent_dims)
-        ctl = out / f"z{dim}_paper"
-        controls, control_records = (f"02_train_z{dim}_paper",), (str(ctl / "run.json"),)
+        ctl = out / run_name(dim, control=True)
+        controls, control_records = (f"02_train_{ctl.name}",), (str(ctl / "run.json"),)
         steps.append(Step(controls[0], "02_train",
                           dict(preset=variant, latent_dim=dim, data_dir=data_dir, run_dir=rel(ctl), seed=seeds[0],
                                epochs=int(epochs), beta_max=-1.0, max_steps=int(max_steps), limit=int(limit)),
@@ -139,7 +108,7 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
                       outputs=(str(out / "table1.csv"),)))
     for dim in latent_dims:
         first = run_dir(dim, seeds[0])
-        steps.append(Step(f"04_latent_space_z{dim}", "04_latent_space",
+        steps.append(Step(f"04_latent_space_{run_name(dim)}", "04_latent_space",
                           dict(run_dir=rel(first), data_dir=data_dir, latent_dim=dim),
                           depends=("01_dataset_curation", train[dim, seeds[0]]),
                           inputs=(report, str(first / "run.json")), parallel=True))
@@ -541,7 +510,7 @@ def _run_parallel(todo, out: Path, devices: list[str], record, log_output: bool 
 
 
 # ---------------------------------------------------------------- whole run
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def portable_path(path, out) -> str:
@@ -599,25 +568,28 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=0, help="0 = the preset's")
     p.add_argument("--max-steps", type=int, default=0, help="cap on optimizer steps per run (0 = none)")
     p.add_argument("--limit", type=int, default=0, help="test examples evaluated per run (0 = all)")
-    p.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR))
+    p.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR),
+                   help="folder of the numbered notebooks (default: the ones installed with vaelib)")
     p.add_argument("--no-control", action="store_true",
                    help="skip the literal-paper-objective control run (z{smallest D}_paper)")
     p.add_argument("--force", action="store_true", help="rerun every step")
     p.add_argument("--sequential", action="store_true", help="run one step at a time")
     p.add_argument("--log-output", action="store_true", help="stream the notebooks' cell output while they run")
     a = p.parse_args(argv)
-    from vaelib.config import get_preset
 
     if a.log_output:
         _configure_logging()
     out = Path(a.out or f"results/{a.preset}").resolve()
+    if not sorted(Path(a.notebooks_dir).glob("[0-9][0-9]_*.ipynb")):
+        p.error(f"no notebooks (NN_name.ipynb) in --notebooks-dir {a.notebooks_dir}; the installed package ships "
+                f"them in {NOTEBOOKS_DIR}: reinstall vaelib or pass the folder of your own copies")
     try:
         preset_cfg = get_preset(a.preset)
     except KeyError as e:
         p.error(str(e))
     steps = plan(a.preset, a.latent_dims, a.seeds, a.data, out, n_examples=a.n_examples, epochs=a.epochs,
                  max_steps=a.max_steps, limit=a.limit, control=not a.no_control, cc=a.cc)
-    control = next((s.parameters["preset"] for s in steps if s.name.endswith("_paper")), None)
+    control = next((s.parameters["preset"] for s in steps if s.name.endswith(f"_{CONTROL}")), None)
     resolved = get_preset(a.preset, epochs=a.epochs or None).to_dict()
     resolved["model"]["latent_dim"] = f"one run per size: {', '.join(map(str, a.latent_dims))}"
     resolved["data"]["n_examples"] = steps[0].parameters["n_examples"]

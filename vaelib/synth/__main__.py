@@ -1,8 +1,8 @@
 """CLI: render a MIDI file to a WAV with the built-in voice (or a VST3 instrument).
 
-    python -m vaelib.render IN.mid OUT.wav [--sample-rate 22050] [--backend va] [--plugin PATH] [--cc-map MAP.json]
+    python -m vaelib.synth.__main__ IN.mid OUT.wav [--sample-rate 22050] [--backend va] [--plugin PATH] [--cc-map MAP.json]
 
-The MIDI file is read with ``vaelib.midi.read_midi`` into 4-bar windows with every CC number its bass part
+The MIDI file is read with ``vaelib.data.midi.read_midi`` into 4-bar windows with every CC number its bass part
 uses; the windows are rendered one by one and concatenated in order (each window starts from its own
 controller state, so a long file renders as the sequence of windows the model sees). ``--first`` renders
 only the first window. ``--cc-map`` names the synth parameter of each CC number (``vaelib.controllers``;
@@ -15,13 +15,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from vaelib.controllers import load_cc_map
+from vaelib.data.midi import read_midi, used_controllers
+from vaelib.synth import render
+from vaelib.synth.audio import write_wav
 
 
 def render_midi(in_path, sample_rate: int = 22050, backend: str = "va", plugin_path=None,
                 first_only: bool = False, cc_map: dict[int, str] | None = None) -> np.ndarray:
     """float32 mono audio of a MIDI file: its windows rendered and concatenated (T,)."""
-    from vaelib.midi import read_midi, used_controllers
-    from vaelib.synth import render
 
     perfs = used_controllers(read_midi(in_path, cc_numbers=tuple(range(128))))
     if not perfs:
@@ -33,7 +35,7 @@ def render_midi(in_path, sample_rate: int = 22050, backend: str = "va", plugin_p
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vaelib.render", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m vaelib.synth.__main__", description=__doc__.splitlines()[0])
     ap.add_argument("midi", type=Path, help="input .mid")
     ap.add_argument("wav", type=Path, help="output .wav (16-bit PCM, mono)")
     ap.add_argument("--sample-rate", type=int, default=22050, help="Hz; 22050 for metrics, 44100/48000 to listen")
@@ -43,8 +45,6 @@ def main(argv=None) -> int:
     ap.add_argument("--cc-map", type=Path, default=None,
                     help="JSON CC map: CC number -> synth parameter (built-in) or plugin parameter name (vst3)")
     args = ap.parse_args(argv)
-    from vaelib.audio import write_wav
-    from vaelib.controllers import load_cc_map
 
     try:
         cc_map = None if args.cc_map is None else load_cc_map(args.cc_map, builtin=args.backend == "va")

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from vaelib.atomic import atomic_write
+from vaelib.synth import render
 
 
 def write_wav(path, audio: np.ndarray, sample_rate: int) -> Path:
@@ -69,7 +70,6 @@ def show_audio(perf_or_audio, sample_rate: int = 22050, title: str = "", max_hz:
     if isinstance(perf_or_audio, np.ndarray):
         audio = perf_or_audio.reshape(-1)
     else:
-        from vaelib.synth import render
 
         audio = render(perf_or_audio, sample_rate=sample_rate)
     fig, ax = plt.subplots(figsize=(8, 2.5))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vaelib.objective import kl_per_dim, token_ce
+from vaelib.model.objective import kl_per_dim, token_ce
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016: unit j is active if Var_x E_q[z_j] > 0.01
 

@@ -1,9 +1,9 @@
-"""Train one β-VAE: ``fit(config, data_dir, run_dir)`` and the CLI ``python -m vaelib.train``.
+"""Train one β-VAE: ``fit(config, data_dir, run_dir)`` and the CLI ``python -m vaelib.training.fit``.
 
-    python -m vaelib.train --preset tiny --latent-dim 16 --data DIR --run-dir RUN --max-steps 40 [--resume]
-    torchrun --nproc_per_node N -m vaelib.train --preset paper --latent-dim 384 --data DIR --run-dir RUN
+    python -m vaelib.training.fit --preset tiny --latent-dim 16 --data DIR --run-dir RUN --max-steps 40 [--resume]
+    torchrun --nproc_per_node N -m vaelib.training.fit --preset paper --latent-dim 384 --data DIR --run-dir RUN
 
-Run folder: ``config.json`` (ExperimentConfig), ``checkpoints/step_XXXXXXXX.pt`` (see ``vaelib.checkpoint``),
+Run folder: ``config.json`` (ExperimentConfig), ``checkpoints/step_XXXXXXXX.pt`` (see ``vaelib.model.checkpoint``),
 ``metrics.jsonl`` (+ ``metrics.csv``) with ``/``-namespaced keys, ``run.json`` (git commit, versions, seed, device,
 wall time). Under ``torchrun`` the model is wrapped in DDP (gloo on CPU, nccl on CUDA), each rank takes every
 N-th batch of the same plan, and rank 0 alone logs, validates and checkpoints.
@@ -33,13 +33,15 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from vaelib import checkpoint as ckpt_io
+from vaelib.model import checkpoint as ckpt_io
 from vaelib.config import ExperimentConfig, get_preset
-from vaelib.curation import budget_error, config_for_data
-from vaelib.data import iterate_batches, load_token_split, pad_batch, plan_batches, steps_per_epoch
-from vaelib.diagnostics import collapse_diagnostics
-from vaelib.objective import ce_by_type, elbo
-from vaelib.schedules import beta_at, lr_at, total_steps
+from vaelib.data.batching import iterate_batches, load_token_split, pad_batch, plan_batches, steps_per_epoch
+from vaelib.data.curation import budget_error, config_for_data
+from vaelib.data.tokenizer import Tokenizer
+from vaelib.model.objective import ce_by_type, elbo
+from vaelib.model.vae import VAE
+from vaelib.training.diagnostics import collapse_diagnostics
+from vaelib.training.schedules import beta_at, lr_at, total_steps
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -163,9 +165,6 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
     torch.manual_seed(t.seed + rank)
     np.random.seed(t.seed + rank)
     random.seed(t.seed + rank)
-
-    from vaelib.model import VAE  # the model module is only needed once we train
-    from vaelib.tokenizer import Tokenizer
 
     train_seqs = load_token_split(data_dir, "train")
     val_seqs = load_token_split(data_dir, "val")
@@ -341,12 +340,12 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(prog="python -m vaelib.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m vaelib.training.fit", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default="small", help="config preset: paper, recommended, small, tiny")
     p.add_argument("--config", default=None, help="an ExperimentConfig JSON (e.g. a run's config.json) instead "
                                                    "of the preset; the flags below still override it")
     p.add_argument("--latent-dim", type=int, default=None, help="size of z (required with --preset)")
-    p.add_argument("--data", required=True, help="curated dataset folder (vaelib.curate)")
+    p.add_argument("--data", required=True, help="curated dataset folder (vaelib.data.__main__)")
     p.add_argument("--run-dir", required=True, help="output run folder")
     p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps in total")
     p.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint")

@@ -34,10 +34,11 @@ ap.add_argument("--out", default="/tmp/curve")
 ap.add_argument("--data", default=None, help="a curated dataset (default: curate the embedded corpus into OUT/data)")
 ap.add_argument("--limit", type=int, default=60, help="test windows scored per point")
 ap.add_argument("--csv", default="results/reference/learning_curve.csv")
+ap.add_argument("--overrides", default="{}", help="JSON config overrides on top of the preset")
 a = ap.parse_args()
 out = Path(a.out)
-base = get_preset("small", latent_dim=a.latent_dim)
-cfg = get_preset("small", latent_dim=a.latent_dim, epochs=base.train.epochs * a.max_budget)
+base = get_preset("small", latent_dim=a.latent_dim, **json.loads(a.overrides))
+cfg = base.with_overrides(epochs=base.train.epochs * a.max_budget)
 data = Path(a.data) if a.data else out / "data"
 if not (data / "complete").exists():
     curate("synthetic", data, cfg.data, progress=False)
@@ -46,6 +47,30 @@ train_lengths = [len(s) for s in load_token_split(data, "train")]
 per_epoch = steps_per_epoch(train_lengths, t.batch_tokens, t.max_batch_size)
 tokens_per_epoch = sum(n - 1 for n in train_lengths)  # target tokens: every window once per epoch
 run = out / f"z{a.latent_dim}-x{a.max_budget}"
+
+
+def write(rows):
+    """CSV and figure of the points so far (rewritten after each one, so a cut run keeps what it measured)."""
+    df = pd.DataFrame(rows)
+    Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(a.csv, index=False)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for col in [c for c in df.columns if c.startswith("ce_")] + ["recon_ce"]:
+        ax1.plot(df.train_tokens / 1e6, df[col], marker="o", lw=2.5 if col == "recon_ce" else 1.2,
+                 label="all tokens" if col == "recon_ce" else col[3:])
+    ax1.set(xlabel="training tokens (millions)", ylabel="teacher-forced test CE (nats/token)", xscale="log",
+            title=f"CE by token type, latent_dim={a.latent_dim}")
+    ax1.legend(fontsize=8)
+    ax2.plot(df.train_tokens / 1e6, df.onset_f1, marker="o", label="reconstruction (own z)")
+    ax2.plot(df.train_tokens / 1e6, df.baseline_onset_f1, marker="s", ls="--", label="unconditional (another window's z)")
+    ax2.set(xlabel="training tokens (millions)", ylabel="onset F1 (greedy decode)", xscale="log", ylim=(0, 1),
+            title="Reconstruction onset F1")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(Path(a.csv).with_suffix(".png"), dpi=110)
+    plt.close(fig)
+
+
 rows = []
 t0 = time.time()
 for k in [int(x) for x in a.points.split(",")]:
@@ -61,20 +86,4 @@ for k in [int(x) for x in a.points.split(",")]:
                  "pitch_acc_own_z": own["pitch_accuracy"], "pitch_acc_other_z": other["pitch_accuracy"],
                  "wall_sec": round(time.time() - t0)})
     print(json.dumps(rows[-1]), flush=True)
-df = pd.DataFrame(rows)
-Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
-df.to_csv(a.csv, index=False)
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-for col in [c for c in df.columns if c.startswith("ce_")] + ["recon_ce"]:
-    ax1.plot(df.train_tokens / 1e6, df[col], marker="o", lw=2.5 if col == "recon_ce" else 1.2,
-             label="all tokens" if col == "recon_ce" else col[3:])
-ax1.set(xlabel="training tokens (millions)", ylabel="teacher-forced test CE (nats/token)", xscale="log",
-        title=f"CE by token type, latent_dim={a.latent_dim}")
-ax1.legend(fontsize=8)
-ax2.plot(df.train_tokens / 1e6, df.onset_f1, marker="o", label="reconstruction (own z)")
-ax2.plot(df.train_tokens / 1e6, df.baseline_onset_f1, marker="s", ls="--", label="unconditional (another window's z)")
-ax2.set(xlabel="training tokens (millions)", ylabel="onset F1 (greedy decode)", xscale="log", ylim=(0, 1),
-        title="Reconstruction onset F1")
-ax2.legend(fontsize=8)
-fig.tight_layout()
-fig.savefig(Path(a.csv).with_suffix(".png"), dpi=110)
+    write(rows)

@@ -79,6 +79,21 @@ def test_evaluate_run_end_to_end(tiny_run):
     prior = saved["prior"]
     assert 0 <= prior["validity_rate"] <= 1 and set(prior["overlapping_area"]) >= {"pitch", "cc_slope"}
     assert 0 <= prior["novelty"]["value"] <= 1
+    # what z carries: own z and another window's, CE by type = "which event" + "which value"
+    own, other = saved["what_z_carries"]["own_z"], saved["what_z_carries"]["other_z"]
+    assert own["ce"] == pytest.approx(saved["recon_ce"]["value"])
+    assert own["ce_by_type"] == pytest.approx(saved["ce_by_type"])
+    for w in (own, other):
+        for t, ce in w["ce_by_type"].items():
+            assert w["ce_event_by_type"][t] >= -1e-6 and w["ce_value_by_type"][t] >= -1e-6
+            assert w["ce_event_by_type"][t] + w["ce_value_by_type"][t] == pytest.approx(ce)
+        assert 0 <= w["note_start_accuracy"] <= 1 and 0 <= w["pitch_accuracy"] <= 1
+    assert saved["pitch_accuracy_gain"]["value"] == pytest.approx(own["pitch_accuracy"] - other["pitch_accuracy"])
+    from vaelib.evaluation.table import what_z_frame
+
+    frame = what_z_frame({"z16": saved})
+    assert list(frame.index) == [("z16", "own z"), ("z16", "other z")]
+    assert frame.loc[("z16", "own z"), "pitch acc."] == pytest.approx(own["pitch_accuracy"])
     # the CLI writes the same file (deterministic: same seed, same checkpoint)
     main(["--run-dir", str(tiny_run / "z16"), "--data", str(tiny_run / "data"), "--limit", "16"])
     again = json.loads((tiny_run / "z16" / "metrics.json").read_text())

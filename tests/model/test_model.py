@@ -200,9 +200,10 @@ def test_word_dropout_also_hides_the_dropped_positions_structure():
     assert float(seen["s"][~dropped & (ids[:, :-1] != PAD_ID)].abs().sum(-1).min()) > 0
 
 
-def test_attention_pool_and_plan_memory_keep_padding_and_cache_invariants():
+@pytest.mark.parametrize("pool", ["attention", "grid"])
+def test_pools_and_plan_memory_keep_padding_and_cache_invariants(pool):
     torch.manual_seed(3)
-    m = VAE(_rich(plan_memory=True, pool="attention", n_pool=4)).eval()
+    m = VAE(_rich(plan_memory=True, pool=pool, n_pool=4)).eval()
     _, ids = _real_batch()
     with torch.no_grad():
         n = int((ids[1] != PAD_ID).sum())

@@ -169,6 +169,31 @@ def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
     return pd.DataFrame({**rows, "test set": ref}).T
 
 
+def what_z_frame(results: dict[str, dict]) -> pd.DataFrame:
+    """What z carries, teacher forced on the true prefix: one row per run and z (its own, another window's), with CE
+    by target type split into "which event" (the token's kind; each CC lane a kind) and "which value" (the rest),
+    note-start accuracy (at true note starts, is "note start" the likeliest event) and NOTE_ON pitch accuracy."""
+    rows = {}
+    for run, m in results.items():
+        for who, label in (("own_z", "own z"), ("other_z", "other z")):
+            w = m.get("what_z_carries", {}).get(who)
+            if not w:
+                continue
+            row = {"CE": w["ce"]}
+            for t in ("note_on", "note_off", "velocity", "time_shift", "cc"):
+                if t in w["ce_by_type"]:
+                    row[f"{t} CE"] = w["ce_by_type"][t]
+                    row[f"{t} event"] = w["ce_event_by_type"][t]
+                    row[f"{t} value"] = w["ce_value_by_type"][t]
+            row["note-start acc."] = w["note_start_accuracy"]
+            row["pitch acc."] = w["pitch_accuracy"]
+            rows[(run, label)] = row
+    df = pd.DataFrame(rows).T
+    if len(df):
+        df.index.names = ["run", "z"]
+    return df
+
+
 def format_table(df: pd.DataFrame) -> pd.DataFrame:
     """Readable Table 1 (``vaelib.evaluation.table_format``): short objective labels, each model metric beside its
     unconditional baseline, "value [lo, hi]" with one number of decimals per column, counts without a CI, and a

@@ -231,20 +231,25 @@ class VAE(nn.Module):
             raise ValueError("plan_memory needs notes_head")
         if c.notes_head:
             n_steps = c.steps_per_bar * c.n_bars
-            self.notes_in = nn.Linear(c.latent_dim, c.d_model)
+            # z -> a small code per grid step (each step its own linear read-out of z) -> d_model
+            self.notes_in = nn.Linear(c.latent_dim, n_steps * c.notes_slot_dim)
+            self.notes_up = nn.Sequential(nn.Linear(c.notes_slot_dim, c.d_model), nn.LayerNorm(c.d_model))
             self.notes_pos = nn.Parameter(torch.zeros(n_steps, c.d_model))
             self.notes_mlp = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, 2 * c.d_model), nn.GELU(),
                                            nn.Linear(2 * c.d_model, c.d_model))
-            self.notes_none = nn.Parameter(torch.zeros(1, c.d_model))  # the "no onset" row beside the pitch table
-            self.notes_bias = nn.Parameter(torch.zeros(N_PITCH + 1))
+            self.notes_out = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, N_PITCH + 1))
         self.enc_pos = nn.Embedding(c.max_len, c.d_model)
         self.dec_pos = nn.Embedding(c.max_len, c.d_model)
         self.drop = Dropout(c.dropout)
         self.encoder = nn.ModuleList(EncoderBlock(c) for _ in range(c.n_enc_layers))
         self.enc_ln = nn.LayerNorm(c.d_model)
-        if c.pool not in ("mean", "attention"):
-            raise ValueError(f"pool must be 'mean' or 'attention', got {c.pool!r}")
+        if c.pool not in ("mean", "attention", "grid"):
+            raise ValueError(f"pool must be 'mean', 'attention' or 'grid', got {c.pool!r}")
         pooled_dim = c.d_model
+        if c.pool == "grid":
+            n_slots = c.steps_per_bar * c.n_bars + 1  # one per grid step, and the window's end
+            self.pool_slot = nn.Linear(c.d_model, c.grid_slot_dim)
+            pooled_dim = c.d_model + n_slots * c.grid_slot_dim
         if c.pool == "attention":
             self.pool_queries = nn.Parameter(torch.zeros(c.n_pool, c.d_model))
             self.pool_attn = Attention(c)
@@ -265,6 +270,10 @@ class VAE(nn.Module):
         self.apply(self._init)
         if c.notes_head:
             nn.init.normal_(self.notes_pos, std=0.02)
+            # z's read-out keeps PyTorch's fan-in init: at std 0.02 the chain z -> step code -> d_model shrinks z's
+            # signal ~50x under the position table, and the head learns the onset marginals long before it reads z
+            self.notes_in.reset_parameters()
+            self.notes_up[0].reset_parameters()
         if c.pool == "attention":
             nn.init.normal_(self.pool_queries, std=1.0)  # distinct queries from the start (keys are LayerNormed)
         if self.to_input is not None:
@@ -318,14 +327,13 @@ class VAE(nn.Module):
 
     def plan(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> (B, n_steps, d): the notes head's hidden state per grid step."""
-        h = self.notes_in(z)[:, None] + self.notes_pos  # (B, S, d)
+        S = self.notes_pos.shape[0]
+        h = self.notes_up(self.notes_in(z).view(z.shape[0], S, -1)) + self.notes_pos  # (B, S, d)
         return h + self.notes_mlp(h)
 
     def notes_logits(self, z: torch.Tensor, plan: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, D) -> (B, n_steps, 129) logits of the notes head: per grid step, no onset (0) or pitch p (1 + p)."""
-        h = self.plan(z) if plan is None else plan
-        table = torch.cat([self.notes_none, self.pitch_table()])  # (129, d)
-        return h @ table.t() + self.notes_bias
+        return self.notes_out(self.plan(z) if plan is None else plan)
 
     # ------------------------------------------------------------------ encoder
     def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -349,9 +357,24 @@ class VAE(nn.Module):
             else:
                 w = keep.unsqueeze(-1).float()  # masked mean pool: PAD never dilutes the context vector
                 pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
+                if self.config.pool == "grid":
+                    pooled = torch.cat([pooled, self._grid_pool(ids, x, keep)], 1)
             mu = self.to_mu(pooled)
             logvar = self.to_logvar(pooled).clamp(self.config.logvar_min, self.config.logvar_max)
         return mu, logvar
+
+    def _grid_pool(self, ids: torch.Tensor, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The encoder states of each grid step's NOTE_ON tokens (summed: a step holds one onset or a few), each step
+        projected to ``grid_slot_dim`` and concatenated: (B, (n_steps + 1) * grid_slot_dim). Which step a note
+        starts on stays bound to its pitch, where a mean over the whole window would blur both into the CC tokens
+        around them (about 4 of 5 tokens); the CCs reach z through the mean pool."""
+        c = self.config
+        S = c.steps_per_bar * c.n_bars + 1
+        B, T, d = x.shape
+        slot = self.layout.elapsed(ids).clamp(max=S - 1)  # (B, T)
+        w = (keep & (self.layout.onoff[ids] == 1)).to(x.dtype)  # NOTE_ON tokens
+        grid = x.new_zeros(B, S, d).scatter_add_(1, slot[..., None].expand(B, T, d), x * w[..., None])
+        return self.pool_slot(grid).flatten(1)  # a step without onset contributes the bias alone
 
     @staticmethod
     def reparameterize(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -11,7 +11,7 @@ from vaelib.model.vae import VAE
 from vaelib.training.fit import fit
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def data_dir(tiny_data):
     return tiny_data
 

@@ -1,6 +1,7 @@
 """The papermill pipeline on throwaway notebooks: injection, HTML, index, skipping, failures, parallel workers, CLI plan."""
 import json
 import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -290,9 +291,14 @@ def test_key_tracks_notebook_inputs_and_salt(tmp_path):
 def test_library_salt_follows_the_preset_and_the_imported_modules(tmp_path):
     uses_config = write_notebook(tmp_path / "a.ipynb", "x: int = 1  # x", "%matplotlib inline\nfrom vaelib.config import get_preset")
     uses_pipeline = write_notebook(tmp_path / "b.ipynb", "x: int = 1  # x", "import vaelib.pipeline as p")
-    names = {f.name for f in pipeline.library_sources(uses_pipeline)}
-    assert {"__init__.py", "config.py", "pipeline.py", "report_index.py"} <= names  # transitively, via vaelib/__init__
-    assert "pipeline.py" not in {f.name for f in pipeline.library_sources(uses_config)}
+    pkg = Path(pipeline.__file__).resolve().parents[1]
+
+    def names(nb):
+        return {f.relative_to(pkg).as_posix() for f in pipeline.library_sources(nb)}
+
+    # transitively, via vaelib/__init__ and vaelib/pipeline/__init__
+    assert {"__init__.py", "config.py", "pipeline/runner.py", "pipeline/report_index.py"} <= names(uses_pipeline)
+    assert "pipeline/runner.py" not in names(uses_config)
     salt = pipeline.library_salt("tiny", uses_config)
     assert salt == pipeline.library_salt("tiny", uses_config) != pipeline.library_salt("small", uses_config)
     assert salt != pipeline.library_salt("tiny", uses_pipeline)

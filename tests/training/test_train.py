@@ -22,7 +22,7 @@ from vaelib.training.fit import NonFiniteLossError, fit
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def data_dir(tiny_data):
     return tiny_data
 

@@ -51,10 +51,10 @@ $(DEV_STAMP): $(STAMP)
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest tests -q --ignore=tests/benchmarks -p no:cacheprovider
-	$(PY) -m pytest --nbval-lax notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg -q -p no:cacheprovider
+	$(PY) -m pytest --nbval-lax vaelib/notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg -q -p no:cacheprovider
 
 report: $(STAMP)
-	$(PY) -m vaelib.pipeline --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(FORCE),--force,) $(if $(CC),--cc $(CC),)
+	$(VENV)/bin/vaelib-report --preset $(PRESET) --latent-dims $(LATENT_DIMS) --seeds $(SEEDS) --data $(DATA) --out $(OUT) $(if $(N_EXAMPLES),--n-examples $(N_EXAMPLES),) $(if $(EPOCHS),--epochs $(EPOCHS),) $(if $(FORCE),--force,) $(if $(CC),--cc $(CC),)
 
 # Refresh the committed results/reference/$(PRESET) from a finished `make report` in $(OUT), in the same layout so
 # the index's links hold: Table 1, figures, every notebook's HTML (with the shared theme CSS), each run's
@@ -72,7 +72,7 @@ reference: $(STAMP)
 	for r in $(OUT)/z*/; do n=$$(basename $$r); mkdir -p $(REF)/$$n; \
 	  for f in config.json metrics.json run.json; do test ! -f $$r/$$f || cp $$r/$$f $(REF)/$$n/; done; \
 	  for d in figures audio; do test ! -d $$r/$$d || cp -r $$r/$$d $(REF)/$$n/; done; done
-	$(PY) -m vaelib.report_index $(REF) --check
+	$(VENV)/bin/vaelib-report-index $(REF) --check
 	du -sh $(REF)
 
 bench: $(DEV_STAMP)

@@ -21,10 +21,10 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from vaelib.config import get_preset  # noqa: E402
-from vaelib.curation import curate  # noqa: E402
-from vaelib.data import load_token_split, steps_per_epoch  # noqa: E402
-from vaelib.evaluate import evaluate_run  # noqa: E402
-from vaelib.train import fit  # noqa: E402
+from vaelib.data.curation import curate  # noqa: E402
+from vaelib.data.batching import load_token_split, steps_per_epoch  # noqa: E402
+from vaelib.evaluation.evaluate import evaluate_run  # noqa: E402
+from vaelib.training.fit import fit  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--latent-dim", type=int, default=128)

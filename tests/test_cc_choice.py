@@ -13,14 +13,14 @@ import mido
 import numpy as np
 import pytest
 
-from vaelib import curate as curate_cli
-from vaelib import generate as generate_cli
-from vaelib import render as render_cli
-from vaelib import train as train_cli
+from vaelib.data import __main__ as curate_cli
+from vaelib.model import generation as generate_cli
+from vaelib.synth import __main__ as render_cli
+from vaelib.training import fit as train_cli
 from vaelib.config import get_preset
 from vaelib.controllers import DEFAULT_CC_MAP, DEFAULT_CC_NUMBERS, cc_map_json, load_cc_map
-from vaelib.curation import AUTO_N, curate, parse_cc, pick_auto
-from vaelib.tokenizer import Tokenizer
+from vaelib.data.curation import AUTO_N, curate, parse_cc, pick_auto
+from vaelib.data.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 BASS_CC = (11, 16, 17, 91)  # outside the default table but for 11
@@ -194,15 +194,15 @@ def readme_commands(section: str = "## Curate your own MIDI folder") -> list[lis
     block = text[text.index(section):]
     block = block[block.index("```bash") + 7:]
     block = block[:block.index("```")]
-    return [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.startswith(".venv/bin/python")]
+    return [shlex.split(line.split("#")[0]) for line in block.splitlines() if line.startswith(".venv/bin/vaelib-")]
 
 
 def test_readme_curate_then_train_commands_work_as_written(folder, tmp_path):
     cmds = readme_commands()
-    modules = [c[2] for c in cmds]
-    assert modules[:2] == ["vaelib.curate", "vaelib.train"]
+    scripts = [Path(c[0]).name for c in cmds]
+    assert scripts[:2] == ["vaelib-curate", "vaelib-train"]
     sub = {"path/to/midi": str(folder), "data/mine": str(tmp_path / "data"), "runs/mine": str(tmp_path / "run")}
-    curate_args, train_args = ([sub.get(a, a) for a in c[3:]] for c in cmds[:2])
+    curate_args, train_args = ([sub.get(a, a) for a in c[1:]] for c in cmds[:2])
     rep = curate_cli.main(curate_args + ["--quiet"])
     assert rep["windows"]["accepted"] > 0
     train_cli.main(train_args + ["--max-steps", "1"])  # the small preset, one step: it fits the data
@@ -232,8 +232,8 @@ def test_latent_plots_show_the_modelled_lanes_when_the_default_names_are_absent(
     import matplotlib
 
     matplotlib.use("Agg")
-    from vaelib import latent
-    from vaelib.performance import Performance
+    from vaelib.evaluation import latent
+    from vaelib.data.performance import Performance
 
     p = Performance.from_events([(0, 4, 36, 100)], [(0, 0, 10), (5, 1, 90)], n_steps=32, cc_numbers=BASS_CC[1:])
     fig = latent.plot_neighbours([p], [p], np.array([[0]]), np.array([[0.0]]))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vaelib.config import get_preset
-from vaelib.model import VAE
+from vaelib.model.vae import VAE
 
 # loaded by path: ``tests`` is not a package, so ``tests.benchmarks`` imports only when the repo root is on sys.path
 _SPEC = importlib.util.spec_from_file_location("gpu_bench", Path(__file__).parent / "benchmarks" / "gpu.py")

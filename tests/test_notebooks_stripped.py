@@ -6,7 +6,7 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "vaelib" / "notebooks").glob("*.ipynb"))
 SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 DEF_OR_CLASS = re.compile(r"^\s*(async\s+def|def|class)\s", re.MULTILINE)
 # `name: type = default  # why`: typed, commented, runnable (papermill infers the parameters from these lines)
@@ -75,7 +75,7 @@ def sanitize(text: str) -> str:
 @pytest.mark.parametrize("a, b", [
     ("run at 2026-11-25T09:33:50.123", "run at 2025-01-02 23:59:01"),
     ("epoch 1:  45%|████▌     | 9/20 [00:03<00:04,  2.71it/s]", "epoch 1:  90%|█████████ | 18/20 [00:07<00:01,  2.02it/s]"),
-    ("<vaelib.model.VAE object at 0x7f3a2b4c5d60>", "<vaelib.model.VAE object at 0x7f00deadbeef>"),
+    ("<vaelib.model.vae.VAE object at 0x7f3a2b4c5d60>", "<vaelib.model.vae.VAE object at 0x7f00deadbeef>"),
     ("wrote /tmp/pytest-of-a/test_0/z16/run.json", "wrote /home/b/results/nbval/z16/run.json"),
     ("trained in 12.3 s on cpu, peak 512.0 MiB", "trained in 3 s on cuda:0, peak 2.1 GiB"),
     ("{'wall_sec': 3.21, 'kl': 1.5}", "{'wall_sec': 120.0, 'kl': 1.5}"),

@@ -1,6 +1,6 @@
 """vaelib: a beta-VAE for synthesizer bassline performances (notes + dense MIDI CC automation)."""
 from vaelib.config import PRESETS, DataConfig, ExperimentConfig, ModelConfig, TokenizerConfig, TrainConfig, get_preset
-from vaelib.performance import Performance
+from vaelib.data.performance import Performance
 
 __all__ = ["PRESETS", "DataConfig", "ExperimentConfig", "ModelConfig", "TokenizerConfig", "TrainConfig",
            "get_preset", "Performance"]

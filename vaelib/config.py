@@ -70,8 +70,8 @@ class ModelConfig:
     attn_dropout: float = 0.0  # separate: any attention dropout forces SDPA's slow math path on CPU
     latent_dim: int = 256  # size of z; the paper compares 128/256/384/512
     n_memory: int = 4  # z -> k memory tokens for cross-attention (k=1 is the paper literally, and degenerate)
-    z_to_input: bool = False  # also add a projection of z to every decoder input embedding (Optimus); off: it
-    # drowned the token embeddings and stalled training at the unigram loss (README, "what we measured")
+    z_to_input: bool = False  # also add a projection of z to every decoder input embedding (Optimus); off: under
+    # Adam W z outgrows the 0.02-scale token embeddings and training stalls at the unigram loss (docs/experiments.md)
     logvar_min: float = -10.0  # clamp log sigma^2 for numerical safety
     logvar_max: float = 4.0
     # How ids are embedded and predicted; the vocabulary and the event stream are the same either way.
@@ -201,9 +201,10 @@ _RECOMMENDED = replace(
                   notes_weight=4.0, loss_scale="token"),
 )
 
-# Sized so `make report` trains four latent sizes plus one control on 2 CPU cores within 30 minutes.
-# Validation diagnostics run on 2 batches (~25 windows) per epoch: they only draw the curves over training (their
-# own RNG, so training itself is the same); Table 1 scores the test split.
+# Sized so `make report` trains four latent sizes plus one control on 2 CPU cores within 30 minutes (the measurements
+# behind steps, epochs and dropout: docs/experiments.md). Validation diagnostics run on 2 batches (~25 windows) per
+# epoch: they only draw the curves over training (their own RNG, so training itself is the same); Table 1 scores the
+# test split.
 _SMALL = ExperimentConfig(
     name="small",
     data=DataConfig(n_examples=1200, tokenizer=TokenizerConfig(max_len=512)),  # 2 % of windows thinned at 512
@@ -240,9 +241,9 @@ PRESETS: dict[str, ExperimentConfig] = {
     "recommended": _RECOMMENDED,
     "small": _SMALL,
     "tiny": _TINY,
-    # controls: `make report` trains one of these beside the main runs, so the report shows the collapse
-    # half of small's budget (3 epochs, 4 beta cycles), to keep `make report` within 30 minutes: at 6 epochs the
-    # control was collapsed at every validation from the first epoch on, and it trained alone after the main runs
+    # controls: `make report` trains one of these beside the main runs, so the report shows the collapse.
+    # small-paper trains half of small's budget (3 epochs, still 4 beta cycles): the collapse shows from the first
+    # validation on, and the control trains alone after the main runs (docs/experiments.md)
     "small-paper": _literal(_SMALL, epochs=3),
     "tiny-paper": _literal(_TINY),
 }

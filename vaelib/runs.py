@@ -11,6 +11,12 @@ RUN_NAME = re.compile(r"^z(\d+)(?:_s(\d+))?(?:_(paper))?$")
 CONTROL = "paper"  # run-name suffix of the literal-objective control (``z{D}_paper``)
 
 
+def run_name(latent_dim: int, seed: int | None = None, control: bool = False) -> str:
+    """The run folder's name: ``z{D}``, ``z{D}_s{seed}`` (when an experiment has several seeds), ``_paper`` for
+    the literal-objective control. ``parse_run_name`` reads it back."""
+    return f"z{int(latent_dim)}" + ("" if seed is None else f"_s{int(seed)}") + (f"_{CONTROL}" if control else "")
+
+
 def parse_run_name(name: str) -> tuple[int, int | None, str] | None:
     """``"z128_s1"`` -> (128, 1, ""), ``"z128_paper"`` -> (128, None, "paper"); None for any other folder name."""
     m = RUN_NAME.match(name)

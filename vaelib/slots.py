@@ -15,9 +15,8 @@ import threading
 CPU_SLOT = "cpu:"  # a device slot "cpu:<n>" is a CPU worker limited to n threads
 # glibc malloc for CPU workers: keep freed blocks in the heap instead of returning them to the kernel. By default a
 # `small` training step mmaps and unmaps its big activations (the 4,096 x 1,603 logits are 26 MB) and the kernel
-# zeroes fresh pages every step. The tunables below halved a 1-thread training's system time (5.3 s -> 2.1 s per
-# 84 steps); run side by side with a default process, its steps were faster in 6 of 6 epochs, by 0.7-11 % (~4.5 %
-# on average). Peak RSS was unchanged (~1.25 GB). Other C libraries ignore the variable.
+# zeroes fresh pages every step. The tunables below keep those pages (about half a 1-thread training's system time,
+# same peak RSS; docs/experiments.md). Other C libraries ignore the variable.
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"
 
 
@@ -73,9 +72,8 @@ def cuda_ids() -> tuple[list[str], bool]:
 def cpu_slots(n_cpus: int | None = None, max_workers: int = 0) -> list[str]:
     """Parallel CPU workers for the train steps on a machine without CUDA: ``["cpu:1", "cpu:1"]`` on 2 cores.
 
-    Measured on the 2-core reference machine with the ``small`` preset: two 1-thread trainings side by side ran
-    at 2 x 2,860 tokens/s, one 2-thread training at 5,420 tokens/s (+5 %); in a later session 2 x 4,500 against
-    6,740 (+33 %). On larger machines one small model cannot use many threads well (not measured here). Each worker
+    Side-by-side 1-thread workers beat one 2-thread training on 2 cores (docs/experiments.md): one small model
+    does not use many threads well. Each worker
     gets ``n_cpus // n_workers`` threads (a short last round gets more, see ``cpu_threads_per_step``); one core gives
     [] (sequential)."""
     n = n_cpus or os.cpu_count() or 1

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 
 from vaelib.config import get_preset
-from vaelib.curation import curate
-from vaelib.evaluate import evaluate_run
-from vaelib.train import fit
+from vaelib.data.curation import curate
+from vaelib.evaluation.evaluate import evaluate_run
+from vaelib.training.fit import fit
 
 ap = argparse.ArgumentParser()
 ap.add_argument("name")

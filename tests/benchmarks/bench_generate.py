@@ -11,7 +11,7 @@ import torch
 
 from tests.benchmarks._util import best_time, write_result
 from vaelib.config import get_preset
-from vaelib.model import VAE
+from vaelib.model.vae import VAE
 
 
 @torch.no_grad()

@@ -16,9 +16,9 @@ from dataclasses import replace
 import numpy as np
 
 from ._util import best_time, write_result
-from vaelib.mrstft import _CACHE, mr_stft, mr_stft_performances
+from vaelib.evaluation.mrstft import _CACHE, mr_stft, mr_stft_performances
 from vaelib.synth import get_controls, render
-from vaelib.synthetic import generate
+from vaelib.data.synthetic import generate
 
 CLIP_SEC = 7.0
 RESULT: dict = {}

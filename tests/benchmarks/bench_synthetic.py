@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from vaelib.synthetic import STYLES, generate
-from vaelib.tokenizer import Tokenizer
+from vaelib.data.synthetic import STYLES, generate
+from vaelib.data.tokenizer import Tokenizer
 
 from ._util import best_time, write_result
 

@@ -14,9 +14,9 @@ import numpy as np
 
 from ._util import best_time, write_result
 from vaelib.controllers import DEFAULT_CC_NUMBERS
-from vaelib.midi import read_midi, write_midi
-from vaelib.synthetic import generate
-from vaelib.tokenizer import Tokenizer
+from vaelib.data.midi import read_midi, write_midi
+from vaelib.data.synthetic import generate
+from vaelib.data.tokenizer import Tokenizer
 
 N_WINDOWS = 200
 

@@ -13,8 +13,8 @@ import torch.nn as nn
 
 from tests.benchmarks._util import best_time, write_result
 from vaelib.config import get_preset
-from vaelib.model import VAE
-from vaelib.objective import elbo
+from vaelib.model.vae import VAE
+from vaelib.model.objective import elbo
 
 T, B = 1024, 2
 

@@ -8,15 +8,15 @@ time of the four-size paper experiment, and batched KV-cached prior sampling.
 **The CUDA path has not been run**: the project had no GPU when this was written; only the CPU path is exercised
 (``tests/test_gpu_bench_smoke.py``: tiny preset, 2 steps). Treat the first CUDA run as its test.
 
-What it does, mirroring ``vaelib.train.fit`` step for step: token-budget, length-bucketed batches
-(``vaelib.data.plan_batches``; ``--batch-tokens`` padded tokens, at most the preset's ``max_batch_size`` sequences),
+What it does, mirroring ``vaelib.training.fit.fit`` step for step: token-budget, length-bucketed batches
+(``vaelib.data.batching.plan_batches``; ``--batch-tokens`` padded tokens, at most the preset's ``max_batch_size`` sequences),
 bf16 autocast on CUDA (fp32 CE/KL, as in training), the preset's word dropout / β / free bits, backward, grad-norm
-clip, AdamW (``vaelib.train._make_optimizer``: fused on CUDA), optional ``torch.compile``. The first ``--warmup``
+clip, AdamW (``vaelib.training.fit._make_optimizer``: fused on CUDA), optional ``torch.compile``. The first ``--warmup``
 steps (compilation, allocator, cuBLAS autotuning) are not timed; every timed step is bracketed by
 ``torch.cuda.synchronize``. Batch shapes vary (length bucketing), so ``--compile`` may recompile inside the
 timed steps; ``step_s_max`` against ``step_s_median`` shows it. Peak memory is ``torch.cuda.max_memory_allocated`` over the timed steps.
 
-Sequences: real token streams (``vaelib.synthetic`` -> ``Tokenizer``). The 4-bar synthetic corpus averages only ~340
+Sequences: real token streams (``vaelib.data.synthetic`` -> ``Tokenizer``). The 4-bar synthetic corpus averages only ~340
 tokens, far shorter than the paper's ~1k, so by default the benchmark windows are ``--bars 12`` long (mean ~830
 tokens, the tokenizer's thinning keeps them <= max_len 1024); ``--bars 4`` measures the corpus ``make report``
 trains on, ``--data DIR`` a curated dataset's training split.
@@ -35,7 +35,7 @@ MFU = model FLOP/s ÷ peak dense bf16 FLOP/s, where model FLOPs sum L·flops_per
 Projection: 4 latent sizes × epochs (preset: 100) × ``--n-train`` (20k) sequences × the measured mean tokens per
 sequence ÷ measured real tokens/s (training steps only: validation, checkpoints and evaluation excluded).
 
-Generation: ``vaelib.generate.sample`` (grammar masks, KV cache, fp32, ``--gen-batch-size`` rows at a time) of
+Generation: ``vaelib.model.generation.sample`` (grammar masks, KV cache, fp32, ``--gen-batch-size`` rows at a time) of
 ``--n-samples`` 4-bar prior samples. With an untrained model (default) the lengths are whatever random weights give
 under the grammar; ``--run-dir`` times a trained run instead.
 
@@ -125,8 +125,8 @@ def synthetic_sequences(tok_config, n: int, bars: int, seed: int = 0) -> list[np
     """``n`` real token streams of ``bars``-bar synthetic windows (windows over the token budget are skipped)."""
     from dataclasses import replace
 
-    from vaelib.synthetic import generate_one
-    from vaelib.tokenizer import TokenBudgetError, Tokenizer
+    from vaelib.data.synthetic import generate_one
+    from vaelib.data.tokenizer import TokenBudgetError, Tokenizer
 
     tk = Tokenizer(replace(tok_config, n_bars=bars))
     out, i = [], 0
@@ -142,7 +142,7 @@ def synthetic_sequences(tok_config, n: int, bars: int, seed: int = 0) -> list[np
 
 def batches_forever(seqs: list[np.ndarray], batch_tokens: int, max_batch_size: int, seed: int = 0):
     """Yield (ids LongTensor (B, T), real lengths) from the training batch planner, epoch after epoch."""
-    from vaelib.data import pad_batch, plan_batches
+    from vaelib.data.batching import pad_batch, plan_batches
 
     lengths = [len(s) for s in seqs]
     epoch = 0
@@ -159,10 +159,10 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_training(config, seqs, device, steps: int, warmup: int, compile_: bool, peak: float | None) -> dict:
-    """Time ``steps`` optimizer steps (after ``warmup`` untimed ones) as ``vaelib.train.fit`` takes them."""
-    from vaelib.model import VAE
-    from vaelib.objective import elbo
-    from vaelib.train import _make_optimizer
+    """Time ``steps`` optimizer steps (after ``warmup`` untimed ones) as ``vaelib.training.fit.fit`` takes them."""
+    from vaelib.model.vae import VAE
+    from vaelib.model.objective import elbo
+    from vaelib.training.fit import _make_optimizer
 
     t, mc = config.train, config.model
     torch.manual_seed(t.seed)
@@ -223,13 +223,13 @@ def measure_training(config, seqs, device, steps: int, warmup: int, compile_: bo
 
 
 def measure_generation(config, device, n: int, batch_size: int, run_dir=None, seed: int = 0) -> dict:
-    """Samples/s of ``n`` KV-cached, grammar-masked 4-bar prior samples (``vaelib.generate.sample``)."""
-    from vaelib.generate import decode, prior, sample
-    from vaelib.model import VAE
-    from vaelib.tokenizer import Tokenizer
+    """Samples/s of ``n`` KV-cached, grammar-masked 4-bar prior samples (``vaelib.model.generation.sample``)."""
+    from vaelib.model.generation import decode, prior, sample
+    from vaelib.model.vae import VAE
+    from vaelib.data.tokenizer import Tokenizer
 
     if run_dir:
-        from vaelib.checkpoint import load_model
+        from vaelib.model.checkpoint import load_model
 
         model, config = load_model(run_dir, device=str(device))
     else:
@@ -296,7 +296,7 @@ def main(argv=None) -> Path:
     peak, peak_src = peak_flops(device, a.peak_tflops)
     t = config.train
     if a.data:
-        from vaelib.data import load_token_split
+        from vaelib.data.batching import load_token_split
 
         seqs, source = load_token_split(a.data, "train"), f"curated: {a.data}"
     else:

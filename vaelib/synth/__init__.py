@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaelib.performance import Performance
+from vaelib.data.performance import Performance
 from vaelib.synth.controls import CURVE_NAMES, MAPPING, get_controls, n_samples_of
 from vaelib.synth.voice import get_signal
 from vaelib.synth.vst3 import midi_events

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from vaelib.controllers import DEFAULT_CC_MAP, PARAM_DEFAULTS
-from vaelib.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
+from vaelib.data.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
 
 # One-pole smoothing of CC curves at control rate, as hardware synths do to de-zipper 7-bit CCs:
 # a 0 -> 127 jump reaches 95% in ~3 * tau. 4 ms keeps a 1/32-note step at 140 bpm (~54 ms) crisp.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelib.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
+from vaelib.data.performance import DURATION, ONSET, PITCH, VELOCITY, Performance
 
 MAX_EVENTS_PER_TIMESTAMP = 100  # pedalboard's limit
 BLOCK_SIZE = 512  # fixed for every call (see module docstring)

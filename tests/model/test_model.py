@@ -1,0 +1,218 @@
+"""The Transformer VAE: shapes, padding invariance, KV cache == recomputation, z reaches the decoder."""
+import dataclasses
+
+import pytest
+import torch
+
+from vaelib.config import get_preset
+from vaelib.model.vae import BOS_ID, EOS_ID, PAD_ID, VAE
+
+
+@pytest.fixture
+def model(tiny_model):
+    return tiny_model
+
+
+def _batch(B=3, T=40, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 1603, (B, T), generator=g)
+    ids[:, 0] = BOS_ID
+    ids[:, -1] = EOS_ID
+    ids[1, 25] = EOS_ID
+    ids[1, 26:] = PAD_ID
+    return ids
+
+
+def test_shapes(model):
+    ids = _batch()
+    out = model(ids)
+    D, V = model.config.latent_dim, model.config.vocab_size
+    assert out["logits"].shape == (3, 39, V)
+    assert out["targets"].shape == (3, 39)
+    assert torch.equal(out["targets"], ids[:, 1:])
+    for k in ("mu", "logvar", "z"):
+        assert out[k].shape == (3, D)
+
+
+def test_padding_does_not_change_the_encoding(model):
+    ids = _batch()
+    mu_padded, lv_padded = model.encode(ids[1:2])
+    mu_trim, lv_trim = model.encode(ids[1:2, :26])
+    assert torch.allclose(mu_padded, mu_trim, atol=1e-6)
+    assert torch.allclose(lv_padded, lv_trim, atol=1e-6)
+
+
+def test_logvar_is_clamped():
+    cfg = get_preset("tiny").model
+    m = VAE(cfg).eval()
+    with torch.no_grad():
+        m.to_logvar.bias.fill_(1e4)
+    _, logvar = m.encode(_batch())
+    assert float(logvar.max()) == cfg.logvar_max
+
+
+@pytest.mark.parametrize("n_memory,z_to_input", [(1, False), (4, True)])
+def test_kv_cache_matches_recomputation(n_memory, z_to_input):
+    torch.manual_seed(1)
+    cfg = dataclasses.replace(get_preset("tiny").model, n_memory=n_memory, z_to_input=z_to_input)
+    m = VAE(cfg).eval()
+    z = torch.randn(4, cfg.latent_dim)
+    cached, uncached = m.greedy(z, 80), m.greedy(z, 80, use_cache=False)
+    assert torch.equal(cached, uncached)
+    state = m.start(z, 80)
+    stepped = torch.stack([m.step(cached[:, t], state) for t in range(cached.shape[1] - 1)], 1)
+    with torch.no_grad():
+        full = m.decode(z, cached[:, :-1])
+    assert torch.allclose(stepped, full, atol=1e-5)
+
+
+def test_decoder_output_depends_on_z(model):
+    ids = _batch()[:, :-1]
+    with torch.no_grad():
+        a = model.decode(torch.zeros(3, model.config.latent_dim), ids)
+        b = model.decode(torch.ones(3, model.config.latent_dim), ids)
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_word_dropout_only_in_training(model):
+    ids = _batch()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        a = model(ids, word_dropout=0.9, sample=False, generator=g)["logits"]
+        b = model(ids, word_dropout=0.0, sample=False)["logits"]
+    assert torch.equal(a, b)  # eval mode: no dropout of any kind
+
+
+def test_too_long_sequence_is_a_clear_error(model):
+    z = torch.zeros(1, model.config.latent_dim)
+    ids = torch.ones(1, model.config.max_len + 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="max_len"):
+        model.decode(z, ids)
+
+
+def test_cpu_dropout_keeps_1_minus_p_scales_and_passes_the_mask_to_the_gradient():
+    from vaelib.model.vae import Dropout
+
+    torch.manual_seed(0)
+    drop = Dropout(0.1).train()
+    x = torch.ones(400, 1000, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(float(kept.float().mean()) - 0.9) < 0.003  # 400k Bernoulli(0.9) draws: sd 0.0005
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.9))  # inverted dropout keeps the mean
+    assert abs(float(y.mean()) - 1.0) < 0.004
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept) and torch.allclose(x.grad[kept], y[kept])
+    cols = kept.view(400, 250, 4).float().mean((0, 1))  # each 16-bit slice of a 64-bit draw is unbiased
+    assert float((cols - 0.9).abs().max()) < 0.005
+    assert not torch.equal(drop(x), y)  # a fresh mask per call
+    assert torch.equal(drop.eval()(x), x)  # identity in eval mode
+
+
+# ---------------------------------------------------------------------------- factorised, structural, notes head
+def _rich(**kw):
+    return dataclasses.replace(get_preset("tiny").model, embedding="factorised", structural=True, notes_head=True,
+                               **kw)
+
+
+def _real_batch(n=3):
+    from vaelib.data.batching import pad_batch
+    from vaelib.data.synthetic import generate
+    from vaelib.data.tokenizer import Tokenizer
+
+    tk = Tokenizer(get_preset("tiny").data.tokenizer)
+    perfs = generate(n)
+    return perfs, pad_batch([tk.encode(p) for p in perfs])
+
+
+def test_factorised_rows_share_the_pitch_and_cc_value_tables():
+    m = VAE(_rich()).eval()
+    E, lay = m.embedding_matrix(), m.layout
+    on, off = lay.on0 + 40, lay.off0 + 40  # NOTE_ON 40 and NOTE_OFF 40: same value row, different kinds
+    assert lay.value[on] == lay.value[off] and lay.kind[on] != lay.kind[off]
+    a, b = lay.cc0 + 7, lay.cc0 + 128 + 7  # value 7 on lanes 0 and 1
+    assert lay.value[a] == lay.value[b]
+    assert torch.allclose(E[a] - E[b], m.kind_emb.weight[lay.kind[a]] - m.kind_emb.weight[lay.kind[b]])
+    # the tied head scores an id with its own input row
+    h = torch.randn(1, 1, m.config.d_model)
+    assert torch.allclose(m._logits(h)[0, 0], E @ h[0, 0], atol=1e-5)
+
+
+def test_structure_follows_the_performance():
+    perfs, ids = _real_batch()
+    m = VAE(_rich()).eval()
+    el, snd = m.layout.elapsed(ids), m.layout.sounding(ids)
+    for i, p in enumerate(perfs):
+        n = int((ids[i] != PAD_ID).sum())
+        assert 0 < int(el[i, n - 1]) <= p.n_steps
+        roll = p.piano_roll() > 0  # (128, n_steps)
+        # after the last token of each grid step, the sounding set equals the piano roll's column
+        for t in range(n - 1):
+            if el[i, t + 1] > el[i, t] and el[i, t] < p.n_steps:
+                assert torch.equal(snd[i, t].bool(), torch.as_tensor(roll[:, int(el[i, t])]))
+
+
+def test_onset_targets_hold_each_steps_lowest_onset_pitch():
+    perfs, ids = _real_batch()
+    m = VAE(_rich()).eval()
+    tg = m.layout.onset_targets(ids, 128)
+    for i, p in enumerate(perfs):
+        want = torch.zeros(128, dtype=torch.long)
+        for onset, _, pitch, _ in sorted(p.notes.tolist(), key=lambda r: -r[2]):
+            want[onset] = pitch + 1
+        assert torch.equal(tg[i], want)
+
+
+def test_kv_cache_matches_recomputation_with_structural_inputs():
+    torch.manual_seed(2)
+    m = VAE(_rich()).eval()
+    _, ids = _real_batch()
+    with torch.no_grad():
+        z = m.encode(ids)[0]
+        state = m.start(z, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(z, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    assert torch.equal(m.greedy(z, 60), m.greedy(z, 60, use_cache=False))
+
+
+def test_notes_head_reads_z_alone():
+    m = VAE(_rich()).eval()
+    _, ids = _real_batch()
+    out = m(ids, sample=False)
+    assert out["notes_logits"].shape == (3, 128, 129) and out["notes_targets"].shape == (3, 128)
+    with torch.no_grad():
+        assert torch.allclose(m.notes_logits(out["mu"]), out["notes_logits"])
+
+
+def test_word_dropout_also_hides_the_dropped_positions_structure():
+    m = VAE(_rich()).train()
+    _, ids = _real_batch()
+    g = torch.Generator().manual_seed(0)
+    seen = {}
+    orig = m.decode
+    m.decode = lambda z, ids_in, structure=None: seen.update(ids_in=ids_in, s=structure) or orig(z, ids_in, structure)
+    m(ids, word_dropout=0.5, generator=g)
+    dropped = (seen["ids_in"] == PAD_ID) & (ids[:, :-1] != PAD_ID)
+    assert dropped.any()
+    assert float(seen["s"][dropped].abs().max()) == 0.0
+    assert float(seen["s"][~dropped & (ids[:, :-1] != PAD_ID)].abs().sum(-1).min()) > 0
+
+
+@pytest.mark.parametrize("pool", ["attention", "grid"])
+def test_pools_and_plan_memory_keep_padding_and_cache_invariants(pool):
+    torch.manual_seed(3)
+    m = VAE(_rich(plan_memory=True, pool=pool, n_pool=4)).eval()
+    _, ids = _real_batch()
+    with torch.no_grad():
+        n = int((ids[1] != PAD_ID).sum())
+        a, b = m.encode(ids[1:2])[0], m.encode(ids[1:2, :n])[0]
+        assert torch.allclose(a, b, atol=1e-5)
+        z = m.encode(ids)[0]
+        assert m.memory(z).shape == (3, m.config.n_memory + 128, m.config.d_model)
+        state = m.start(z, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(z, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)

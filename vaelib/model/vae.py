@@ -1,0 +1,501 @@
+"""The paper's Transformer β-VAE (§3.2–3.3): pre-LN encoder, masked mean pool -> (μ, log σ²), z -> k memory
+tokens, autoregressive decoder that cross-attends to them, and a KV cache for decoding.
+
+Shapes: B batch, T tokens, d ``d_model``, D ``latent_dim``, k ``n_memory``, V vocabulary, H heads.
+
+* ``encode(ids)`` -> μ, log σ² (B, D); PAD (id 0) positions are masked out of attention and of the pool.
+* ``decode(z, ids_in)`` -> logits (B, T, V), teacher forced and causal.
+* ``forward(ids)`` -> dict(logits, targets, mu, logvar, z); logits predict ``ids[:, 1:]`` from ``ids[:, :-1]``.
+* ``start(z)`` / ``step(tokens, state)``: incremental decoding with per-layer K/V caches (O(T) per token, not O(T²)).
+
+Why k memory tokens: with a single memory token cross-attention is degenerate (its softmax weight is always 1,
+so the block reduces to a learned linear map of z); k=4 (one per bar) lets each position choose what to read.
+``n_memory=1`` reproduces the paper literally. ``z_to_input`` also adds a projection of z to every decoder input
+embedding (Optimus, Li et al. 2020), which gives the decoder a second, harder-to-ignore path to z.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vaelib.config import ModelConfig
+from vaelib.data.tokenizer import BOS as BOS_ID
+from vaelib.data.tokenizer import EOS as EOS_ID
+from vaelib.data.tokenizer import PAD as PAD_ID
+
+N_PITCH = 128
+
+
+class Layout(nn.Module):
+    """The tokenizer's id layout as buffers: per id its kind (PAD, BOS, EOS, VELOCITY, NOTE_ON, NOTE_OFF,
+    TIME_SHIFT, then one kind per CC lane), its row in the shared value table, its pitch (-1 if none) and the grid
+    steps it advances. Built from ``ModelConfig`` (``vocab_size``, ``n_velocity_bins``, ``max_shift``)."""
+
+    def __init__(self, c: ModelConfig):
+        super().__init__()
+        vel0 = 3
+        on0 = vel0 + c.n_velocity_bins
+        off0 = on0 + N_PITCH
+        shift0 = off0 + N_PITCH
+        cc0 = shift0 + c.max_shift
+        if c.vocab_size < cc0 or (c.vocab_size - cc0) % 128:
+            raise ValueError(f"vocab_size={c.vocab_size} does not fit the layout of {c.n_velocity_bins} velocity "
+                             f"bins, {c.max_shift} shifts and 128-value CC lanes")
+        self.on0, self.off0, self.shift0, self.cc0 = on0, off0, shift0, cc0
+        self.n_cc = (c.vocab_size - cc0) // 128
+        ids = torch.arange(c.vocab_size)
+        kind = torch.zeros(c.vocab_size, dtype=torch.long)
+        kind[:3] = ids[:3]  # PAD, BOS, EOS
+        kind[vel0:on0], kind[on0:off0], kind[off0:shift0], kind[shift0:cc0] = 3, 4, 5, 6
+        kind[cc0:] = 7 + (ids[cc0:] - cc0) // 128
+        # value rows: 0 none (specials), then pitch x128 (NOTE_ON and NOTE_OFF share it), CC value x128 (every
+        # lane shares it), velocity bins, shift amounts
+        self.pitch_row0, self.ccv_row0 = 1, 1 + N_PITCH
+        self.vel_row0 = self.ccv_row0 + 128
+        self.shift_row0 = self.vel_row0 + c.n_velocity_bins
+        self.n_values = self.shift_row0 + c.max_shift
+        value = torch.zeros(c.vocab_size, dtype=torch.long)
+        value[vel0:on0] = self.vel_row0 + ids[vel0:on0] - vel0
+        value[on0:off0] = self.pitch_row0 + ids[on0:off0] - on0
+        value[off0:shift0] = self.pitch_row0 + ids[off0:shift0] - off0
+        value[shift0:cc0] = self.shift_row0 + ids[shift0:cc0] - shift0
+        value[cc0:] = self.ccv_row0 + (ids[cc0:] - cc0) % 128
+        self.n_kinds = 7 + self.n_cc
+        self.register_buffer("kind", kind, persistent=False)
+        self.register_buffer("value", value, persistent=False)
+        self.register_buffer("advance", torch.where(kind == 6, ids - shift0 + 1, 0), persistent=False)
+        onoff = torch.zeros(c.vocab_size, dtype=torch.long)  # +1 NOTE_ON, -1 NOTE_OFF
+        onoff[on0:off0], onoff[off0:shift0] = 1, -1
+        self.register_buffer("onoff", onoff, persistent=False)
+        self.register_buffer("pitch", torch.where(onoff != 0, (value - self.pitch_row0), -1), persistent=False)
+
+    def elapsed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) grid steps elapsed after each token, the token itself included."""
+        return self.advance[ids].cumsum(1)
+
+    def sounding(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T, 128) float: 1 where a pitch sounds after each token, the token itself included."""
+        B, T = ids.shape
+        d = torch.zeros(B, T, N_PITCH, device=ids.device)
+        d.scatter_(2, self.pitch[ids].clamp_min(0)[..., None], self.onoff[ids].float()[..., None])
+        return (d.cumsum(1) > 0.5).float()
+
+    def onset_targets(self, ids: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """(B, n_steps) long: per grid step 0 if no note starts there, else 1 + the lowest pitch starting there."""
+        big = N_PITCH + 1
+        el = self.elapsed(ids).clamp(max=n_steps - 1)
+        on = (self.onoff[ids] == 1) & (self.elapsed(ids) < n_steps)
+        val = torch.where(on, self.pitch[ids] + 1, big)
+        out = torch.full((ids.shape[0], n_steps), big, dtype=torch.long, device=ids.device)
+        out.scatter_reduce_(1, el, val, reduce="amin", include_self=True)
+        return torch.where(out == big, 0, out)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on the CPU: the keep test reads 16 random bits per element, cut from a
+    quarter as many 64-bit draws (the CPU generator costs more than the masking itself). Same distribution up to
+    p's rounding to 1/65536; 2.1x faster forward + backward at the ``small`` size on one thread."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu" or self.p >= 1:
+            return super().forward(x)
+        n = x.numel()
+        bits = torch.randint(-2 ** 63, 2 ** 63 - 1, ((n + 3) // 4,), dtype=torch.int64).view(torch.int16)[:n]
+        keep = bits.view(x.shape) >= round(self.p * 65536) - 32768  # int16 is uniform on [-32768, 32767]
+        return x * (keep * (1.0 / (1.0 - self.p))).to(x.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head attention on ``F.scaled_dot_product_attention`` (flash/memory-efficient kernels where available)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.q = nn.Linear(cfg.d_model, cfg.d_model)
+        self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model)
+        self.out = nn.Linear(cfg.d_model, cfg.d_model)
+        self.attn_dropout = cfg.attn_dropout
+
+    def split(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, d = x.shape
+        return x.view(B, T, self.n_heads, d // self.n_heads).transpose(1, 2)  # (B, H, T, hd)
+
+    def project_kv(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k, v = self.kv(src).chunk(2, dim=-1)
+        return self.split(k), self.split(v)  # (B, H, S, hd) each
+
+    def attend(self, x, k, v, mask=None, causal=False) -> torch.Tensor:
+        q = self.split(self.q(x))  # (B, H, T, hd)
+        p = self.attn_dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
+        B, H, T, hd = y.shape
+        return self.out(y.transpose(1, 2).reshape(B, T, H * hd))  # (B, T, d)
+
+    def forward(self, x, src=None, mask=None, causal=False) -> torch.Tensor:
+        k, v = self.project_kv(x if src is None else src)
+        return self.attend(x, k, v, mask=mask, causal=causal)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model),
+                                 Dropout(cfg.dropout))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
+        self.attn, self.ff = Attention(cfg), FeedForward(cfg)
+        self.drop = Dropout(cfg.dropout)
+
+    def forward(self, x, mask):
+        x = x + self.drop(self.attn(self.ln1(x), mask=mask))
+        return x + self.ff(self.ln2(x))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1, self.ln2, self.ln3 = (nn.LayerNorm(cfg.d_model) for _ in range(3))
+        self.self_attn, self.cross_attn, self.ff = Attention(cfg), Attention(cfg), FeedForward(cfg)
+        self.drop = Dropout(cfg.dropout)
+
+    def forward(self, x, memory):
+        x = x + self.drop(self.self_attn(self.ln1(x), causal=True))
+        x = x + self.drop(self.cross_attn(self.ln2(x), src=memory))
+        return x + self.ff(self.ln3(x))
+
+    def forward_cached(self, x, cache: "LayerCache", pos: int):
+        """One position (B, 1, d): append this step's K/V to the cache and attend over positions 0..pos."""
+        h = self.ln1(x)
+        k, v = self.self_attn.project_kv(h)  # (B, H, 1, hd)
+        cache.k[:, :, pos:pos + 1] = k
+        cache.v[:, :, pos:pos + 1] = v
+        x = x + self.drop(self.self_attn.attend(h, cache.k[:, :, :pos + 1], cache.v[:, :, :pos + 1]))
+        x = x + self.drop(self.cross_attn.attend(self.ln2(x), cache.mk, cache.mv))
+        return x + self.ff(self.ln3(x))
+
+
+@dataclass
+class LayerCache:
+    k: torch.Tensor  # (B, H, max_len, hd) self-attention keys, filled up to the current position
+    v: torch.Tensor
+    mk: torch.Tensor  # (B, H, k, hd) cross-attention keys of the memory, computed once
+    mv: torch.Tensor
+
+
+@dataclass
+class DecodeState:
+    """Incremental decoding state: the next position to write, z's input offset and the per-layer caches."""
+    pos: int
+    z_in: torch.Tensor | None  # (B, 1, d) or None
+    layers: list[LayerCache]
+    elapsed: torch.Tensor | None = None  # (B,) grid steps so far (structural inputs only)
+    sounding: torch.Tensor | None = None  # (B, 128) NOTE_ONs minus NOTE_OFFs per pitch so far
+
+    def keep_rows(self, keep: torch.Tensor) -> None:
+        """Keep only the rows ``keep`` (bool (B,) or indices) of z's offset, the structure and every cache."""
+        self.z_in = None if self.z_in is None else self.z_in[keep]
+        if self.elapsed is not None:
+            self.elapsed, self.sounding = self.elapsed[keep], self.sounding[keep]
+        for c in self.layers:
+            c.k, c.v, c.mk, c.mv = c.k[keep], c.v[keep], c.mk[keep], c.mv[keep]
+
+
+class VAE(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = self.config = config
+        if c.d_model % c.n_heads:
+            raise ValueError(f"d_model={c.d_model} must be divisible by n_heads={c.n_heads}")
+        if c.embedding not in ("plain", "factorised"):
+            raise ValueError(f"embedding must be 'plain' or 'factorised', got {c.embedding!r}")
+        self.layout = Layout(c)
+        if c.embedding == "plain":
+            self.tok = nn.Embedding(c.vocab_size, c.d_model)  # shared by encoder, decoder and (tied) output head
+        else:
+            self.kind_emb = nn.Embedding(self.layout.n_kinds, c.d_model)
+            self.value_emb = nn.Embedding(self.layout.n_values, c.d_model)
+        if c.structural:
+            self.bar_emb = nn.Embedding(c.n_bars + 1, c.d_model)  # bar n_bars = the window's end
+            self.step_emb = nn.Embedding(c.steps_per_bar, c.d_model)
+        if c.plan_memory and not c.notes_head:
+            raise ValueError("plan_memory needs notes_head")
+        if c.notes_head:
+            n_steps = c.steps_per_bar * c.n_bars
+            # z -> a small code per grid step (each step its own linear read-out of z) -> d_model
+            self.notes_in = nn.Linear(c.latent_dim, n_steps * c.notes_slot_dim)
+            self.notes_up = nn.Sequential(nn.Linear(c.notes_slot_dim, c.d_model), nn.LayerNorm(c.d_model))
+            self.notes_pos = nn.Parameter(torch.zeros(n_steps, c.d_model))
+            self.notes_mlp = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, 2 * c.d_model), nn.GELU(),
+                                           nn.Linear(2 * c.d_model, c.d_model))
+            self.notes_out = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, N_PITCH + 1))
+        self.enc_pos = nn.Embedding(c.max_len, c.d_model)
+        self.dec_pos = nn.Embedding(c.max_len, c.d_model)
+        self.drop = Dropout(c.dropout)
+        self.encoder = nn.ModuleList(EncoderBlock(c) for _ in range(c.n_enc_layers))
+        self.enc_ln = nn.LayerNorm(c.d_model)
+        if c.pool not in ("mean", "attention", "grid"):
+            raise ValueError(f"pool must be 'mean', 'attention' or 'grid', got {c.pool!r}")
+        pooled_dim = c.d_model
+        if c.pool == "grid":
+            n_slots = c.steps_per_bar * c.n_bars + 1  # one per grid step, and the window's end
+            self.pool_slot = nn.Linear(c.d_model, c.grid_slot_dim)
+            pooled_dim = c.d_model + n_slots * c.grid_slot_dim
+        if c.pool == "attention":
+            self.pool_queries = nn.Parameter(torch.zeros(c.n_pool, c.d_model))
+            self.pool_attn = Attention(c)
+            self.pool_ln = nn.LayerNorm(c.d_model)
+            self.pool_slot = nn.Linear(c.d_model, c.d_model // 4)  # each slot's share of the pooled vector
+            pooled_dim = c.n_pool * (c.d_model // 4)
+        self.to_mu = nn.Linear(pooled_dim, c.latent_dim)
+        self.to_logvar = nn.Linear(pooled_dim, c.latent_dim)
+        self.to_memory = nn.Linear(c.latent_dim, c.n_memory * c.d_model)
+        self.memory_pos = nn.Parameter(torch.zeros(c.n_memory, c.d_model))
+        self.memory_ln = nn.LayerNorm(c.d_model)  # bounds the memory's scale (x-transformers' norm_context)
+        self.to_input = nn.Linear(c.latent_dim, c.d_model) if c.z_to_input else None
+        self.decoder = nn.ModuleList(DecoderBlock(c) for _ in range(c.n_dec_layers))
+        self.dec_ln = nn.LayerNorm(c.d_model)
+        if c.embedding == "plain":
+            self.head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+            self.head.weight = self.tok.weight  # weight tying (Press & Wolf 2017), as in nanoGPT
+        self.apply(self._init)
+        if c.notes_head:
+            nn.init.normal_(self.notes_pos, std=0.02)
+            # z's read-out keeps PyTorch's fan-in init: at std 0.02 the chain z -> step code -> d_model shrinks z's
+            # signal ~50x under the position table, and the head learns the onset marginals long before it reads z
+            self.notes_in.reset_parameters()
+            self.notes_up[0].reset_parameters()
+        if c.pool == "attention":
+            nn.init.normal_(self.pool_queries, std=1.0)  # distinct queries from the start (keys are LayerNormed)
+        if self.to_input is not None:
+            # z's input path starts at zero. Even so, Adam grows W z (fan-in latent_dim) far faster than the
+            # 0.02-scale token embeddings it is added to; the pre-LN input then carries little but a per-sequence
+            # constant and training stalls at the unigram loss (docs/experiments.md). Hence ModelConfig.z_to_input
+            # defaults to False.
+            nn.init.zeros_(self.to_input.weight)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # ------------------------------------------------------------------ embedding and structure
+    def embedding_matrix(self) -> torch.Tensor:
+        """(V, d): the input row of every id, which is also the tied output head."""
+        if self.config.embedding == "plain":
+            return self.tok.weight
+        return self.kind_emb.weight[self.layout.kind] + self.value_emb.weight[self.layout.value]
+
+    def pitch_table(self) -> torch.Tensor:
+        """(128, d) the pitch embedding: the shared value rows (factorised) or the NOTE_ON rows (plain)."""
+        if self.config.embedding == "plain":
+            return self.tok.weight[self.layout.on0:self.layout.off0]
+        r = self.layout.pitch_row0
+        return self.value_emb.weight[r:r + N_PITCH]
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        if self.config.embedding == "plain":
+            return self.head(h)
+        return F.linear(h, self.embedding_matrix().to(h.dtype))
+
+    def _structure_of(self, elapsed: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
+        """elapsed (...,) steps, sounding (..., 128) 0/1 -> (..., d) the structural input."""
+        c = self.config
+        bar = torch.div(elapsed, c.steps_per_bar, rounding_mode="floor").clamp(max=c.n_bars)
+        return (self.bar_emb(bar) + self.step_emb(elapsed % c.steps_per_bar)
+                + sounding.to(self.pitch_table().dtype) @ self.pitch_table())
+
+    def structure(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) -> (B, T, d): where each position is in the bar and which pitches sound after its token."""
+        return self._structure_of(self.layout.elapsed(ids), self.layout.sounding(ids))
+
+    def plan(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D) -> (B, n_steps, d): the notes head's hidden state per grid step."""
+        S = self.notes_pos.shape[0]
+        h = self.notes_up(self.notes_in(z).view(z.shape[0], S, -1)) + self.notes_pos  # (B, S, d)
+        return h + self.notes_mlp(h)
+
+    def notes_logits(self, z: torch.Tensor, plan: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, D) -> (B, n_steps, 129) logits of the notes head: per grid step, no onset (0) or pitch p (1 + p)."""
+        return self.notes_out(self.plan(z) if plan is None else plan)
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ids (B, T) long, PAD-padded -> μ, log σ² (B, D); log σ² clamped to [logvar_min, logvar_max]."""
+        B, T = ids.shape
+        keep = ids != PAD_ID  # (B, T)
+        x = F.embedding(ids, self.embedding_matrix()) + self.enc_pos(torch.arange(T, device=ids.device))
+        if self.config.structural:
+            x = x + self.structure(ids)
+        x = self.drop(x)  # (B, T, d)
+        mask = keep[:, None, None, :]  # (B, 1, 1, T): attend to real tokens only
+        for block in self.encoder:
+            x = block(x, mask)
+        # the pool and the latent heads run in fp32 even under bf16 autocast: the clamp and the KL need it
+        with torch.autocast(ids.device.type, enabled=False):
+            x = self.enc_ln(x.float())
+            if self.config.pool == "attention":
+                q = self.pool_queries.expand(B, -1, -1)  # (B, n_pool, d)
+                slots = self.pool_ln(self.pool_attn(q, src=x, mask=mask))  # PAD keys masked out
+                pooled = self.pool_slot(slots).flatten(1)  # (B, n_pool * d / 4)
+            else:
+                w = keep.unsqueeze(-1).float()  # masked mean pool: PAD never dilutes the context vector
+                pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
+                if self.config.pool == "grid":
+                    pooled = torch.cat([pooled, self._grid_pool(ids, x, keep)], 1)
+            mu = self.to_mu(pooled)
+            logvar = self.to_logvar(pooled).clamp(self.config.logvar_min, self.config.logvar_max)
+        return mu, logvar
+
+    def _grid_pool(self, ids: torch.Tensor, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """The encoder states of each grid step's NOTE_ON tokens (summed: a step holds one onset or a few), each step
+        projected to ``grid_slot_dim`` and concatenated: (B, (n_steps + 1) * grid_slot_dim). Which step a note
+        starts on stays bound to its pitch, where a mean over the whole window would blur both into the CC tokens
+        around them (about 4 of 5 tokens); the CCs reach z through the mean pool."""
+        c = self.config
+        S = c.steps_per_bar * c.n_bars + 1
+        B, T, d = x.shape
+        slot = self.layout.elapsed(ids).clamp(max=S - 1)  # (B, T)
+        w = (keep & (self.layout.onoff[ids] == 1)).to(x.dtype)  # NOTE_ON tokens
+        grid = x.new_zeros(B, S, d).scatter_add_(1, slot[..., None].expand(B, T, d), x * w[..., None])
+        return self.pool_slot(grid).flatten(1)  # a step without onset contributes the bias alone
+
+    @staticmethod
+    def reparameterize(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + eps * torch.exp(0.5 * logvar)
+
+    # ------------------------------------------------------------------ decoder
+    def memory(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D) -> k memory tokens (B, k, d) for cross-attention."""
+        B = z.shape[0]
+        mem = self.to_memory(z).view(B, self.config.n_memory, self.config.d_model) + self.memory_pos
+        if self.config.plan_memory:
+            mem = torch.cat([mem, self.plan(z)], 1)  # (B, k + n_steps, d)
+        return self.memory_ln(mem)
+
+    def _z_in(self, z: torch.Tensor) -> torch.Tensor | None:
+        return self.to_input(z).unsqueeze(1) if self.to_input is not None else None  # (B, 1, d)
+
+    def decode(self, z: torch.Tensor, ids_in: torch.Tensor, structure: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, D), ids_in (B, T) starting with BOS -> logits (B, T, V); position t predicts token t+1.
+
+        ``structure`` (B, T, d) overrides the structural inputs computed from ``ids_in`` (training computes them
+        from the ids before word dropout). Causal attention alone is enough for padding: PAD only follows real
+        tokens, so no real position can see one, and PAD positions are excluded from the loss."""
+        B, T = ids_in.shape
+        if T > self.config.max_len:
+            raise ValueError(f"sequence of {T} tokens exceeds max_len={self.config.max_len}")
+        x = F.embedding(ids_in, self.embedding_matrix()) + self.dec_pos(torch.arange(T, device=ids_in.device))
+        if self.config.structural:
+            x = x + (self.structure(ids_in) if structure is None else structure)
+        z_in = self._z_in(z)
+        if z_in is not None:
+            x = x + z_in
+        x = self.drop(x)
+        mem = self.memory(z)
+        for block in self.decoder:
+            x = block(x, mem)
+        return self._logits(self.dec_ln(x))  # (B, T, V)
+
+    def forward(self, ids: torch.Tensor, word_dropout: float = 0.0, sample: bool = True,
+                generator: torch.Generator | None = None) -> dict:
+        """ids (B, T) = BOS ... EOS PAD* -> dict(logits (B, T-1, V), targets (B, T-1), mu, logvar, z (B, D)).
+
+        ``word_dropout`` replaces that fraction of the decoder's real input tokens (not BOS) by PAD, so the
+        decoder cannot reconstruct from its own history alone and must read z (Bowman et al. 2016). The
+        structural inputs are computed from the true tokens and zeroed wherever a token is dropped: otherwise
+        they would hand the decoder the dropped token's effect (its time shift, its note) without z.
+
+        With the notes head the dict also holds ``notes_logits`` (B, n_steps, 129) and ``notes_targets``
+        (B, n_steps)."""
+        c = self.config
+        mu, logvar = self.encode(ids)
+        z = self.reparameterize(mu, logvar, generator) if sample else mu
+        ids_in, targets = ids[:, :-1], ids[:, 1:]
+        structure = self.structure(ids_in) if c.structural else None
+        if word_dropout > 0 and self.training:
+            drop = torch.rand(ids_in.shape, device=ids.device, generator=generator) < word_dropout
+            drop[:, 0] = False
+            ids_in = ids_in.masked_fill(drop, PAD_ID)
+            if structure is not None:
+                structure = structure.masked_fill(drop[..., None], 0.0)
+        out = {"logits": self.decode(z, ids_in, structure), "targets": targets, "mu": mu, "logvar": logvar, "z": z}
+        if c.notes_head:
+            out["notes_logits"] = self.notes_logits(z)
+            out["notes_targets"] = self.layout.onset_targets(ids, c.steps_per_bar * c.n_bars)
+        return out
+
+    # ------------------------------------------------------------------ incremental decoding
+    @torch.no_grad()
+    def start(self, z: torch.Tensor, max_len: int | None = None) -> DecodeState:
+        """Allocate K/V caches for ``max_len`` positions and project the memory once."""
+        c = self.config
+        L = min(max_len or c.max_len, c.max_len)
+        B, hd = z.shape[0], c.d_model // c.n_heads
+        mem = self.memory(z)
+        layers = []
+        for block in self.decoder:
+            mk, mv = block.cross_attn.project_kv(mem)
+            shape = (B, c.n_heads, L, hd)
+            layers.append(LayerCache(z.new_zeros(shape), z.new_zeros(shape), mk, mv))
+        state = DecodeState(pos=0, z_in=self._z_in(z), layers=layers)
+        if c.structural:
+            state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
+            state.sounding = z.new_zeros(B, N_PITCH)
+        return state
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, state: DecodeState) -> torch.Tensor:
+        """tokens (B,) at position ``state.pos`` -> logits (B, V) for position pos+1; advances the state."""
+        pos = state.pos
+        if pos >= state.layers[0].k.shape[2]:
+            raise ValueError(f"decode cache is full at {pos} positions")
+        x = F.embedding(tokens[:, None], self.embedding_matrix()) + self.dec_pos.weight[pos]  # (B, 1, d)
+        if state.elapsed is not None:
+            lay = self.layout
+            state.elapsed = state.elapsed + lay.advance[tokens]
+            state.sounding.scatter_add_(1, lay.pitch[tokens].clamp_min(0)[:, None], lay.onoff[tokens].float()[:, None])
+            x = x + self._structure_of(state.elapsed, (state.sounding > 0.5).float())[:, None]
+        if state.z_in is not None:
+            x = x + state.z_in
+        x = self.drop(x)
+        for block, cache in zip(self.decoder, state.layers):
+            x = block.forward_cached(x, cache, pos)
+        state.pos = pos + 1
+        return self._logits(self.dec_ln(x))[:, 0]  # (B, V)
+
+    @torch.no_grad()
+    def greedy(self, z: torch.Tensor, max_len: int | None = None, use_cache: bool = True) -> torch.Tensor:
+        """Greedy decoding without grammar masks (see ``vaelib.model.generation`` for sampling and masks).
+
+        Returns (B, L) long starting with BOS; rows that emitted EOS are PAD-filled after it."""
+        L = min(max_len or self.config.max_len, self.config.max_len)
+        B = z.shape[0]
+        out = torch.full((B, 1), BOS_ID, dtype=torch.long, device=z.device)
+        done = torch.zeros(B, dtype=torch.bool, device=z.device)
+        state = self.start(z, L) if use_cache else None
+        for _ in range(L - 1):
+            logits = self.step(out[:, -1], state) if use_cache else self.decode(z, out)[:, -1]
+            nxt = logits.argmax(-1).masked_fill(done, PAD_ID)
+            out = torch.cat([out, nxt[:, None]], dim=1)
+            done |= nxt == EOS_ID
+            if bool(done.all()):
+                break
+        return out

@@ -192,7 +192,8 @@ def test_word_dropout_also_hides_the_dropped_positions_structure():
     g = torch.Generator().manual_seed(0)
     seen = {}
     orig = m.decode
-    m.decode = lambda z, ids_in, structure=None: seen.update(ids_in=ids_in, s=structure) or orig(z, ids_in, structure)
+    m.decode = lambda z, ids_in, structure=None, plan=None: (seen.update(ids_in=ids_in, s=structure)
+                                                             or orig(z, ids_in, structure, plan))
     m(ids, word_dropout=0.5, generator=g)
     dropped = (seen["ids_in"] == PAD_ID) & (ids[:, :-1] != PAD_ID)
     assert dropped.any()

@@ -340,7 +340,7 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
                         "mr_stft": M.paired_test(rec["mr_stft"], base["mr_stft"], seed=seed)},
         "recon_validity_rate": float(np.mean([M.is_valid(s, tk) for s in recon_ids])),
         "prior": prior,
-        # the run's folder name and the data folder relative to it: a record names no folder of this machine
+        # paths relative to the run folder, so the record stays valid when the results folder is moved
         "run": {"run_dir": run_dir.resolve().name, "data_dir": Path(os.path.relpath(data_dir.resolve(),
                                                                                    run_dir.resolve())).as_posix(),
                 "split": split, "limit": limit, "seed": seed,

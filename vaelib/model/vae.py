@@ -382,18 +382,20 @@ class VAE(nn.Module):
         return mu + eps * torch.exp(0.5 * logvar)
 
     # ------------------------------------------------------------------ decoder
-    def memory(self, z: torch.Tensor) -> torch.Tensor:
-        """z (B, D) -> k memory tokens (B, k, d) for cross-attention."""
+    def memory(self, z: torch.Tensor, plan: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, D) -> k memory tokens (B, k, d) for cross-attention (k + n_steps with ``plan_memory``; ``plan``
+        is ``self.plan(z)`` when the caller already has it)."""
         B = z.shape[0]
         mem = self.to_memory(z).view(B, self.config.n_memory, self.config.d_model) + self.memory_pos
         if self.config.plan_memory:
-            mem = torch.cat([mem, self.plan(z)], 1)  # (B, k + n_steps, d)
+            mem = torch.cat([mem, self.plan(z) if plan is None else plan], 1)  # (B, k + n_steps, d)
         return self.memory_ln(mem)
 
     def _z_in(self, z: torch.Tensor) -> torch.Tensor | None:
         return self.to_input(z).unsqueeze(1) if self.to_input is not None else None  # (B, 1, d)
 
-    def decode(self, z: torch.Tensor, ids_in: torch.Tensor, structure: torch.Tensor | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, ids_in: torch.Tensor, structure: torch.Tensor | None = None,
+               plan: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, D), ids_in (B, T) starting with BOS -> logits (B, T, V); position t predicts token t+1.
 
         ``structure`` (B, T, d) overrides the structural inputs computed from ``ids_in`` (training computes them
@@ -409,7 +411,7 @@ class VAE(nn.Module):
         if z_in is not None:
             x = x + z_in
         x = self.drop(x)
-        mem = self.memory(z)
+        mem = self.memory(z, plan)
         for block in self.decoder:
             x = block(x, mem)
         return self._logits(self.dec_ln(x))  # (B, T, V)
@@ -436,9 +438,11 @@ class VAE(nn.Module):
             ids_in = ids_in.masked_fill(drop, PAD_ID)
             if structure is not None:
                 structure = structure.masked_fill(drop[..., None], 0.0)
-        out = {"logits": self.decode(z, ids_in, structure), "targets": targets, "mu": mu, "logvar": logvar, "z": z}
+        plan = self.plan(z) if c.notes_head else None  # one pass serves the decoder's memory and the notes head
+        out = {"logits": self.decode(z, ids_in, structure, plan), "targets": targets, "mu": mu, "logvar": logvar,
+               "z": z}
         if c.notes_head:
-            out["notes_logits"] = self.notes_logits(z)
+            out["notes_logits"] = self.notes_logits(z, plan)
             out["notes_targets"] = self.layout.onset_targets(ids, c.steps_per_bar * c.n_bars)
         return out
 

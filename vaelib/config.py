@@ -88,10 +88,16 @@ class ModelConfig:
     # With the notes head: its per-step hidden states (z's plan of the window, one per grid step) join the k memory
     # tokens the decoder cross-attends to, so the decoder reads the notes where z holds them.
     plan_memory: bool = False
+    # With the notes head: add to each decoder input z's plan at the grid step where the next event happens and at
+    # the step after it (read at the elapsed time, which comes from the past tokens: causal, and cheap in the cache).
+    # The decoder then finds the notes where it writes them instead of learning to look them up among all the steps.
+    plan_input: bool = False
     # How the encoder's outputs become (mu, log sigma^2): "mean" pools all real tokens (the paper); "attention" lets
     # n_pool learned queries attend over them and concatenates what each read, so different slots can hold different
     # parts of the window (the notes of one bar, a lane's motion) instead of one average dominated by CC tokens;
-    # "grid" adds to the mean pool one small slot per grid step (see VAE._grid_pool).
+    # "grid" adds to the mean pool one small slot per grid step (see VAE._grid_pool). "beat": z is the concatenation
+    # of one slot per beat (n_bars * 4 slots of latent_dim / (4 n_bars) dims), each encoded from its beat's tokens and,
+    # with the notes head, read back into that beat's steps by weights that every beat shares (see VAE._beat_pool).
     pool: str = "mean"
     n_pool: int = 16
     grid_slot_dim: int = 8  # pool="grid": the mean pool plus, per grid step, its tokens' mean state in this many dims
@@ -132,6 +138,10 @@ class TrainConfig:
     # clip acts on outliers only. The balance of CE, KL and the notes loss is the same either way.
     loss_scale: str = "sequence"
     notes_weight: float = 0.0  # weight of the notes head's loss (nats per sequence), needs ModelConfig.notes_head
+    # Learning-rate multiplier for the latent pathway's own parameters (the pooling into mu and log sigma^2 and the notes
+    # head, ``fit.LATENT_PATHWAY``): that pathway is a small autoencoder of the notes, and at the Transformer's rate it
+    # learns far more slowly than the Transformer around it (docs/experiments.md).
+    latent_lr_scale: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -201,10 +201,10 @@ def test_word_dropout_also_hides_the_dropped_positions_structure():
     assert float(seen["s"][~dropped & (ids[:, :-1] != PAD_ID)].abs().sum(-1).min()) > 0
 
 
-@pytest.mark.parametrize("pool", ["attention", "grid"])
-def test_pools_and_plan_memory_keep_padding_and_cache_invariants(pool):
+@pytest.mark.parametrize("pool,plan_input", [("attention", False), ("grid", False), ("grid", True), ("beat", True)])
+def test_pools_and_plan_inputs_keep_padding_and_cache_invariants(pool, plan_input):
     torch.manual_seed(3)
-    m = VAE(_rich(plan_memory=True, pool=pool, n_pool=4)).eval()
+    m = VAE(_rich(plan_memory=True, pool=pool, n_pool=4, plan_input=plan_input)).eval()
     _, ids = _real_batch()
     with torch.no_grad():
         n = int((ids[1] != PAD_ID).sum())
@@ -217,3 +217,22 @@ def test_pools_and_plan_memory_keep_padding_and_cache_invariants(pool):
         full = m.decode(z, ids[:, :-1])
     real = ids[:, 1:] != PAD_ID
     assert torch.allclose(stepped[real], full[real], atol=1e-5)
+
+
+def test_beat_slots_each_hold_their_own_beat():
+    """With pool='beat', z is one slot per beat, and the notes head reads each beat's steps from that beat's slot
+    only: moving slot 5 changes the logits of beat 5's steps and of no other step."""
+    torch.manual_seed(0)
+    m = VAE(_rich(pool="beat", latent_dim=32)).eval()
+    nb, s = m.n_beats, 32 // m.n_beats
+    z = torch.randn(2, 32)
+    with torch.no_grad():
+        base = m.notes_logits(z)
+        z2 = z.clone()
+        z2[:, 5 * s:6 * s] += 3.0
+        moved = (m.notes_logits(z2) - base).abs().amax(-1)  # (B, 128 steps)
+    steps = m.beat_steps
+    assert float(moved[:, 5 * steps:6 * steps].min()) > 0
+    assert float(moved[:, :5 * steps].max()) == 0 and float(moved[:, 6 * steps:].max()) == 0
+    with pytest.raises(ValueError, match="divisible"):
+        VAE(_rich(pool="beat", latent_dim=20))

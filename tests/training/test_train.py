@@ -151,3 +151,16 @@ def test_mi_estimate_bounds():
     assert same == pytest.approx(0.0, abs=1e-9)  # identical posteriors: z says nothing about x
     far = aggregate_mi(torch.arange(50.0)[:, None].repeat(1, 4) * 10, torch.full((50, 4), -6.0), g)
     assert far == pytest.approx(math.log(50), rel=1e-3)  # separable posteriors: MI hits its log N ceiling
+
+
+def test_latent_lr_scale_speeds_only_the_latent_pathway():
+    from vaelib.training.fit import LATENT_PATHWAY, _make_optimizer
+    cfg = get_preset("tiny", latent_lr_scale=3.0)
+    model = VAE(cfg.model)
+    opt = _make_optimizer(model, cfg, torch.device("cpu"))
+    scale = {id(p): g["lr_scale"] for g in opt.param_groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert len(scale) == len(names)  # every parameter in exactly one group
+    for n, p in names.items():
+        assert scale[id(p)] == (3.0 if n.startswith(LATENT_PATHWAY) else 1.0), n
+    assert scale[id(model.to_mu.weight)] == 3.0 and scale[id(model.decoder[0].ff.net[0].weight)] == 1.0

@@ -198,14 +198,19 @@ class DecodeState:
     pos: int
     z_in: torch.Tensor | None  # (B, 1, d) or None
     layers: list[LayerCache]
-    elapsed: torch.Tensor | None = None  # (B,) grid steps so far (structural inputs only)
-    sounding: torch.Tensor | None = None  # (B, 128) NOTE_ONs minus NOTE_OFFs per pitch so far
+    elapsed: torch.Tensor | None = None  # (B,) grid steps so far (structural or plan inputs only)
+    sounding: torch.Tensor | None = None  # (B, 128) NOTE_ONs minus NOTE_OFFs per pitch so far (structural only)
+    plan_rows: torch.Tensor | None = None  # (B, n_steps + 2, d) the normalised plan (plan inputs only)
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Keep only the rows ``keep`` (bool (B,) or indices) of z's offset, the structure and every cache."""
         self.z_in = None if self.z_in is None else self.z_in[keep]
         if self.elapsed is not None:
-            self.elapsed, self.sounding = self.elapsed[keep], self.sounding[keep]
+            self.elapsed = self.elapsed[keep]
+        if self.sounding is not None:
+            self.sounding = self.sounding[keep]
+        if self.plan_rows is not None:
+            self.plan_rows = self.plan_rows[keep]
         for c in self.layers:
             c.k, c.v, c.mk, c.mv = c.k[keep], c.v[keep], c.mk[keep], c.mv[keep]
 
@@ -227,37 +232,54 @@ class VAE(nn.Module):
         if c.structural:
             self.bar_emb = nn.Embedding(c.n_bars + 1, c.d_model)  # bar n_bars = the window's end
             self.step_emb = nn.Embedding(c.steps_per_bar, c.d_model)
-        if c.plan_memory and not c.notes_head:
-            raise ValueError("plan_memory needs notes_head")
+        if (c.plan_memory or c.plan_input) and not c.notes_head:
+            raise ValueError("plan_memory and plan_input need notes_head")
+        if c.pool not in ("mean", "attention", "grid", "beat"):
+            raise ValueError(f"pool must be 'mean', 'attention', 'grid' or 'beat', got {c.pool!r}")
+        self.n_beats, self.beat_steps = 4 * c.n_bars, c.steps_per_bar // 4
+        if c.pool == "beat" and (c.latent_dim % self.n_beats or c.steps_per_bar % 4):
+            raise ValueError(f"pool='beat' needs latent_dim divisible by {self.n_beats} beats and steps_per_bar by 4, "
+                             f"got latent_dim={c.latent_dim}, steps_per_bar={c.steps_per_bar}")
         if c.notes_head:
             n_steps = c.steps_per_bar * c.n_bars
-            # z -> a small code per grid step (each step its own linear read-out of z) -> d_model
-            self.notes_in = nn.Linear(c.latent_dim, n_steps * c.notes_slot_dim)
+            # z -> a small code per grid step -> d_model. Each step its own linear read-out of z; with beat slots, of
+            # its beat's slot, by one read-out that every beat shares
+            if c.pool == "beat":
+                self.notes_in = nn.Linear(c.latent_dim // self.n_beats, self.beat_steps * c.notes_slot_dim)
+            else:
+                self.notes_in = nn.Linear(c.latent_dim, n_steps * c.notes_slot_dim)
             self.notes_up = nn.Sequential(nn.Linear(c.notes_slot_dim, c.d_model), nn.LayerNorm(c.d_model))
             self.notes_pos = nn.Parameter(torch.zeros(n_steps, c.d_model))
             self.notes_mlp = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, 2 * c.d_model), nn.GELU(),
                                            nn.Linear(2 * c.d_model, c.d_model))
             self.notes_out = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, N_PITCH + 1))
+        if c.plan_input:
+            self.plan_ln = nn.LayerNorm(c.d_model)
+            # the plan at the next event's step and at the step after it, normalised to the token embeddings' scale
+            self.plan_in = nn.Sequential(nn.Linear(2 * c.d_model, c.d_model), nn.LayerNorm(c.d_model))
         self.enc_pos = nn.Embedding(c.max_len, c.d_model)
         self.dec_pos = nn.Embedding(c.max_len, c.d_model)
         self.drop = Dropout(c.dropout)
         self.encoder = nn.ModuleList(EncoderBlock(c) for _ in range(c.n_enc_layers))
         self.enc_ln = nn.LayerNorm(c.d_model)
-        if c.pool not in ("mean", "attention", "grid"):
-            raise ValueError(f"pool must be 'mean', 'attention' or 'grid', got {c.pool!r}")
-        pooled_dim = c.d_model
+        pooled_dim, z_dim = c.d_model, c.latent_dim
         if c.pool == "grid":
             n_slots = c.steps_per_bar * c.n_bars + 1  # one per grid step, and the window's end
             self.pool_slot = nn.Linear(c.d_model, c.grid_slot_dim)
             pooled_dim = c.d_model + n_slots * c.grid_slot_dim
+        if c.pool == "beat":
+            self.pool_slot = nn.Linear(c.d_model, c.grid_slot_dim)
+            self.onset_emb = nn.Embedding(N_PITCH + 1, c.grid_slot_dim)  # per step: no onset, or its lowest pitch
+            # per beat: its tokens' mean state, the window's mean state and its steps' NOTE_ON states
+            pooled_dim, z_dim = 2 * c.d_model + self.beat_steps * c.grid_slot_dim, c.latent_dim // self.n_beats
         if c.pool == "attention":
             self.pool_queries = nn.Parameter(torch.zeros(c.n_pool, c.d_model))
             self.pool_attn = Attention(c)
             self.pool_ln = nn.LayerNorm(c.d_model)
             self.pool_slot = nn.Linear(c.d_model, c.d_model // 4)  # each slot's share of the pooled vector
             pooled_dim = c.n_pool * (c.d_model // 4)
-        self.to_mu = nn.Linear(pooled_dim, c.latent_dim)
-        self.to_logvar = nn.Linear(pooled_dim, c.latent_dim)
+        self.to_mu = nn.Linear(pooled_dim, z_dim)  # with beat slots, one head that every beat shares
+        self.to_logvar = nn.Linear(pooled_dim, z_dim)
         self.to_memory = nn.Linear(c.latent_dim, c.n_memory * c.d_model)
         self.memory_pos = nn.Parameter(torch.zeros(c.n_memory, c.d_model))
         self.memory_ln = nn.LayerNorm(c.d_model)  # bounds the memory's scale (x-transformers' norm_context)
@@ -274,6 +296,12 @@ class VAE(nn.Module):
             # signal ~50x under the position table, and the head learns the onset marginals long before it reads z
             self.notes_in.reset_parameters()
             self.notes_up[0].reset_parameters()
+        if c.plan_input:
+            # the input's gain starts at the embedding tables' 0.02: at LayerNorm's 1 the plan would drown the token
+            # and structural inputs it is added to (the decoder then trained to a CE of 4.9 nats in the pilot)
+            nn.init.constant_(self.plan_in[1].weight, 0.02)
+        if c.pool == "beat":
+            nn.init.normal_(self.onset_emb.weight, std=1.0)  # on the scale of the LayerNormed states beside it
         if c.pool == "attention":
             nn.init.normal_(self.pool_queries, std=1.0)  # distinct queries from the start (keys are LayerNormed)
         if self.to_input is not None:
@@ -327,8 +355,9 @@ class VAE(nn.Module):
 
     def plan(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> (B, n_steps, d): the notes head's hidden state per grid step."""
-        S = self.notes_pos.shape[0]
-        h = self.notes_up(self.notes_in(z).view(z.shape[0], S, -1)) + self.notes_pos  # (B, S, d)
+        B, S = z.shape[0], self.notes_pos.shape[0]
+        code = self.notes_in(z.view(B, self.n_beats, -1) if self.config.pool == "beat" else z)
+        h = self.notes_up(code.reshape(B, S, -1)) + self.notes_pos  # (B, S, d)
         return h + self.notes_mlp(h)
 
     def notes_logits(self, z: torch.Tensor, plan: torch.Tensor | None = None) -> torch.Tensor:
@@ -354,13 +383,15 @@ class VAE(nn.Module):
                 q = self.pool_queries.expand(B, -1, -1)  # (B, n_pool, d)
                 slots = self.pool_ln(self.pool_attn(q, src=x, mask=mask))  # PAD keys masked out
                 pooled = self.pool_slot(slots).flatten(1)  # (B, n_pool * d / 4)
+            elif self.config.pool == "beat":
+                pooled = self._beat_pool(ids, x, keep)  # (B, n_beats, pooled_dim)
             else:
                 w = keep.unsqueeze(-1).float()  # masked mean pool: PAD never dilutes the context vector
                 pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
                 if self.config.pool == "grid":
                     pooled = torch.cat([pooled, self._grid_pool(ids, x, keep)], 1)
-            mu = self.to_mu(pooled)
-            logvar = self.to_logvar(pooled).clamp(self.config.logvar_min, self.config.logvar_max)
+            mu = self.to_mu(pooled).flatten(1)  # beat slots: (B, n_beats, D / n_beats) -> (B, D)
+            logvar = self.to_logvar(pooled).flatten(1).clamp(self.config.logvar_min, self.config.logvar_max)
         return mu, logvar
 
     def _grid_pool(self, ids: torch.Tensor, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -375,6 +406,25 @@ class VAE(nn.Module):
         w = (keep & (self.layout.onoff[ids] == 1)).to(x.dtype)  # NOTE_ON tokens
         grid = x.new_zeros(B, S, d).scatter_add_(1, slot[..., None].expand(B, T, d), x * w[..., None])
         return self.pool_slot(grid).flatten(1)  # a step without onset contributes the bias alone
+
+    def _beat_pool(self, ids: torch.Tensor, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(B, n_beats, 2 d + beat_steps * grid_slot_dim): per beat, the mean state of its tokens (a token belongs to
+        the step it happens at), the window's mean state, and each of its steps' NOTE_ON states summed and projected
+        to ``grid_slot_dim`` (as in ``_grid_pool``, a step's pitch stays bound to the step)."""
+        c = self.config
+        B, T, d = x.shape
+        S, nb = c.steps_per_bar * c.n_bars, self.n_beats
+        step = self.layout.elapsed(ids).clamp(max=S - 1)  # (B, T); the window's end joins the last step
+        onset = (keep & (self.layout.onoff[ids] == 1)).to(x.dtype)
+        grid = x.new_zeros(B, S, d).scatter_add_(1, step[..., None].expand(B, T, d), x * onset[..., None])
+        grid = self.pool_slot(grid) + self.onset_emb(self.layout.onset_targets(ids.masked_fill(~keep, PAD_ID), S))
+        grid = grid.view(B, nb, -1)  # (B, nb, beat_steps * grid_slot_dim)
+        w = keep.to(x.dtype)
+        beat = torch.div(step, self.beat_steps, rounding_mode="floor")
+        sums = x.new_zeros(B, nb, d).scatter_add_(1, beat[..., None].expand(B, T, d), x * w[..., None])
+        count = x.new_zeros(B, nb).scatter_add_(1, beat, w)
+        window = (x * w[..., None]).sum(1) / w.sum(1).clamp_min(1.0)[:, None]  # (B, d)
+        return torch.cat([sums / count.clamp_min(1.0)[..., None], window[:, None].expand(B, nb, d), grid], -1)
 
     @staticmethod
     def reparameterize(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -391,6 +441,30 @@ class VAE(nn.Module):
             mem = torch.cat([mem, self.plan(z) if plan is None else plan], 1)  # (B, k + n_steps, d)
         return self.memory_ln(mem)
 
+    def _plan_rows(self, plan: torch.Tensor) -> torch.Tensor:
+        """plan (B, S, d) -> (B, S + 2, d): normalised, with two zero rows for the steps past the window's end."""
+        p = self.plan_ln(plan)
+        return torch.cat([p, p.new_zeros(p.shape[0], 2, p.shape[2])], 1)
+
+    def _plan_at(self, rows: torch.Tensor, elapsed: torch.Tensor) -> torch.Tensor:
+        """rows (B, S + 2, d), elapsed (B, T) -> (B, T, d): the plan input at the elapsed step and the next one."""
+        B, T = elapsed.shape
+        e = elapsed.clamp(max=rows.shape[1] - 2)
+        d = rows.shape[2]
+        here = rows.gather(1, e[..., None].expand(B, T, d))
+        after = rows.gather(1, (e + 1)[..., None].expand(B, T, d))
+        return self.plan_in(torch.cat([here, after], -1))
+
+    def extra_inputs(self, ids_in: torch.Tensor, plan: torch.Tensor | None) -> torch.Tensor | None:
+        """(B, T, d) what the decoder adds to its token inputs beyond position and z: the structural inputs and the
+        plan at the elapsed step (each computed from the tokens up to each position), or None."""
+        c = self.config
+        extra = self.structure(ids_in) if c.structural else None
+        if c.plan_input:
+            p = self._plan_at(self._plan_rows(plan), self.layout.elapsed(ids_in))
+            extra = p if extra is None else extra + p
+        return extra
+
     def _z_in(self, z: torch.Tensor) -> torch.Tensor | None:
         return self.to_input(z).unsqueeze(1) if self.to_input is not None else None  # (B, 1, d)
 
@@ -398,15 +472,19 @@ class VAE(nn.Module):
                plan: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, D), ids_in (B, T) starting with BOS -> logits (B, T, V); position t predicts token t+1.
 
-        ``structure`` (B, T, d) overrides the structural inputs computed from ``ids_in`` (training computes them
-        from the ids before word dropout). Causal attention alone is enough for padding: PAD only follows real
+        ``structure`` (B, T, d) overrides ``extra_inputs(ids_in, plan)`` (training computes them from the ids before
+        word dropout). Causal attention alone is enough for padding: PAD only follows real
         tokens, so no real position can see one, and PAD positions are excluded from the loss."""
         B, T = ids_in.shape
         if T > self.config.max_len:
             raise ValueError(f"sequence of {T} tokens exceeds max_len={self.config.max_len}")
         x = F.embedding(ids_in, self.embedding_matrix()) + self.dec_pos(torch.arange(T, device=ids_in.device))
-        if self.config.structural:
-            x = x + (self.structure(ids_in) if structure is None else structure)
+        if plan is None and self.config.notes_head:
+            plan = self.plan(z)
+        if structure is None:
+            structure = self.extra_inputs(ids_in, plan)
+        if structure is not None:
+            x = x + structure
         z_in = self._z_in(z)
         if z_in is not None:
             x = x + z_in
@@ -431,14 +509,14 @@ class VAE(nn.Module):
         mu, logvar = self.encode(ids)
         z = self.reparameterize(mu, logvar, generator) if sample else mu
         ids_in, targets = ids[:, :-1], ids[:, 1:]
-        structure = self.structure(ids_in) if c.structural else None
+        plan = self.plan(z) if c.notes_head else None  # one pass serves the decoder and the notes head
+        structure = self.extra_inputs(ids_in, plan)
         if word_dropout > 0 and self.training:
             drop = torch.rand(ids_in.shape, device=ids.device, generator=generator) < word_dropout
             drop[:, 0] = False
             ids_in = ids_in.masked_fill(drop, PAD_ID)
             if structure is not None:
                 structure = structure.masked_fill(drop[..., None], 0.0)
-        plan = self.plan(z) if c.notes_head else None  # one pass serves the decoder's memory and the notes head
         out = {"logits": self.decode(z, ids_in, structure, plan), "targets": targets, "mu": mu, "logvar": logvar,
                "z": z}
         if c.notes_head:
@@ -453,16 +531,20 @@ class VAE(nn.Module):
         c = self.config
         L = min(max_len or c.max_len, c.max_len)
         B, hd = z.shape[0], c.d_model // c.n_heads
-        mem = self.memory(z)
+        plan = self.plan(z) if c.notes_head else None
+        mem = self.memory(z, plan)
         layers = []
         for block in self.decoder:
             mk, mv = block.cross_attn.project_kv(mem)
             shape = (B, c.n_heads, L, hd)
             layers.append(LayerCache(z.new_zeros(shape), z.new_zeros(shape), mk, mv))
         state = DecodeState(pos=0, z_in=self._z_in(z), layers=layers)
-        if c.structural:
+        if c.structural or c.plan_input:
             state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
+        if c.structural:
             state.sounding = z.new_zeros(B, N_PITCH)
+        if c.plan_input:
+            state.plan_rows = self._plan_rows(plan)
         return state
 
     @torch.no_grad()
@@ -472,11 +554,14 @@ class VAE(nn.Module):
         if pos >= state.layers[0].k.shape[2]:
             raise ValueError(f"decode cache is full at {pos} positions")
         x = F.embedding(tokens[:, None], self.embedding_matrix()) + self.dec_pos.weight[pos]  # (B, 1, d)
+        lay = self.layout
         if state.elapsed is not None:
-            lay = self.layout
             state.elapsed = state.elapsed + lay.advance[tokens]
+        if state.sounding is not None:
             state.sounding.scatter_add_(1, lay.pitch[tokens].clamp_min(0)[:, None], lay.onoff[tokens].float()[:, None])
             x = x + self._structure_of(state.elapsed, (state.sounding > 0.5).float())[:, None]
+        if state.plan_rows is not None:
+            x = x + self._plan_at(state.plan_rows, state.elapsed[:, None])
         if state.z_in is not None:
             x = x + state.z_in
         x = self.drop(x)

@@ -85,12 +85,21 @@ def _run_info(config: ExperimentConfig, device, world: int) -> dict:
             "host": platform.node()}
 
 
+# the VAE's parameters that ``TrainConfig.latent_lr_scale`` applies to (by name prefix)
+LATENT_PATHWAY = ("to_mu", "to_logvar", "pool_", "onset_emb", "notes_")
+
+
 def _make_optimizer(model, config: ExperimentConfig, device) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, LayerNorm gains and position tables' 1-D params (as in nanoGPT)."""
     t = config.train
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = []
+    for scale, names in ((1.0, lambda n: not n.startswith(LATENT_PATHWAY)), (t.latent_lr_scale,
+                                                                            lambda n: n.startswith(LATENT_PATHWAY))):
+        params = [p for n, p in named if names(n)]
+        groups += [{"params": [p for p in params if p.dim() >= 2], "weight_decay": t.weight_decay, "lr_scale": scale},
+                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, "lr_scale": scale}]
+    groups = [g for g in groups if g["params"]]
     fused = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), **fused)
 
@@ -263,7 +272,7 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
             beta = beta_at(step, n_total, t.beta_max, t.n_cycles, t.ramp_ratio, t.beta_zero_frac)
             lr = lr_at(step, n_total, t.lr, t.warmup_steps, t.min_lr_ratio)
             for g in optimizer.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             with autocast:
                 out = net(ids, word_dropout=t.word_dropout)
             detail = step + 1 in (log_every, cap) or (step + 1) % detail_every == 0

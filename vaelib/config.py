@@ -88,6 +88,9 @@ class ModelConfig:
     # With the notes head: its per-step hidden states (z's plan of the window, one per grid step) join the k memory
     # tokens the decoder cross-attends to, so the decoder reads the notes where z holds them.
     plan_memory: bool = False
+    # With the notes head: the same per-step plan also predicts every CC lane's value at every grid step (from z
+    # alone, a training aid like the notes head), so z must carry the automation as well as the notes.
+    cc_head: bool = False
     # With the notes head: add to each decoder input z's plan at the grid step where the next event happens and at
     # the step after it (read at the elapsed time, which comes from the past tokens: causal, and cheap in the cache).
     # The decoder then finds the notes where it writes them instead of learning to look them up among all the steps.
@@ -142,6 +145,7 @@ class TrainConfig:
     # head, ``fit.LATENT_PATHWAY``): that pathway is a small autoencoder of the notes, and at the Transformer's rate it
     # learns far more slowly than the Transformer around it (docs/experiments.md).
     latent_lr_scale: float = 1.0
+    cc_weight: float = 0.0  # weight of the CC head's loss (nats per sequence, summed over steps and lanes)
 
 
 @dataclass(frozen=True)

@@ -224,15 +224,31 @@ def test_beat_slots_each_hold_their_own_beat():
     only: moving slot 5 changes the logits of beat 5's steps and of no other step."""
     torch.manual_seed(0)
     m = VAE(_rich(pool="beat", latent_dim=32)).eval()
-    nb, s = m.n_beats, 32 // m.n_beats
+    assert m.n_slots == 16 and m.slot_steps == 8  # a beat of 1/32 steps each
+    s = 32 // m.n_slots
     z = torch.randn(2, 32)
     with torch.no_grad():
         base = m.notes_logits(z)
         z2 = z.clone()
         z2[:, 5 * s:6 * s] += 3.0
         moved = (m.notes_logits(z2) - base).abs().amax(-1)  # (B, 128 steps)
-    steps = m.beat_steps
+    steps = m.slot_steps
     assert float(moved[:, 5 * steps:6 * steps].min()) > 0
     assert float(moved[:, :5 * steps].max()) == 0 and float(moved[:, 6 * steps:].max()) == 0
-    with pytest.raises(ValueError, match="divisible"):
-        VAE(_rich(pool="beat", latent_dim=20))
+    m = VAE(_rich(pool="beat", latent_dim=20))  # not a multiple of 16 beats: gcd(20, 16) = 4 slots of a bar each
+    assert (m.n_slots, m.slot_steps) == (4, 32)
+    assert m.encode(_real_batch(2)[1])[0].shape == (2, 20)
+
+
+def test_cc_targets_are_the_lanes_values_in_force_and_the_cc_head_reads_the_plan():
+    perfs, ids = _real_batch()
+    m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_head=True)).eval()
+    tg = m.layout.cc_targets(ids, 128)  # (B, 128, n_cc)
+    for b, p in enumerate(perfs):
+        # the layout's lanes are the tokenizer's CC order, and every lane has a value from step 0
+        assert torch.equal(tg[b].T, torch.as_tensor(p.cc, dtype=torch.long))
+    # a lane without a value yet is -1: cut the window before its first CC token of lane 0
+    first = int((m.layout.kind[ids[0]] == 7).nonzero()[0])
+    assert int(m.layout.cc_targets(ids[:1, :first], 128)[0, 0, 0]) == -1
+    out = m(ids, sample=False)
+    assert out["cc_logits"].shape == (3, 128, m.layout.n_cc, 128) and torch.equal(out["cc_targets"], tg)

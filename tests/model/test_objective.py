@@ -88,3 +88,20 @@ def test_notes_loss_and_per_token_scale_keep_the_objective_balance():
                   notes_weight=0.5, per_token=True)
     assert float(scaled["loss"]) == pytest.approx(float(out["loss"]) / ((5 + 3) / 2), rel=1e-5)
     assert float(scaled["ce"]) == pytest.approx(float(out["ce"]))  # the reported terms keep their units
+
+
+def test_cc_head_loss_sums_known_values_and_skips_unknown_ones():
+    torch.manual_seed(1)
+    B, T, V, D, S, L = 2, 5, 7, 3, 4, 2
+    logits, targets = torch.randn(B, T, V), torch.randint(1, V, (B, T))
+    mu, logvar = torch.randn(B, D), torch.zeros(B, D)
+    cc_logits = torch.randn(B, S, L, 128)
+    cc_targets = torch.randint(0, 128, (B, S, L))
+    cc_targets[0, :2, 1] = -1  # lane 1 of sequence 0 has no value before step 2
+    plain = elbo(logits, targets, mu, logvar, beta=1.0)
+    out = elbo(logits, targets, mu, logvar, beta=1.0, cc_logits=cc_logits, cc_targets=cc_targets, cc_weight=0.25)
+    logp = torch.log_softmax(cc_logits, -1)
+    cc = -sum(float(logp[b, s, l, cc_targets[b, s, l]]) for b in range(B) for s in range(S) for l in range(L)
+              if cc_targets[b, s, l] >= 0) / B
+    assert float(out["cc"]) == pytest.approx(cc, rel=1e-5)
+    assert float(out["loss"]) == pytest.approx(float(plain["loss"]) + 0.25 * cc, rel=1e-5)

@@ -14,6 +14,8 @@ gradient, so the optimizer cannot push it further into collapse. ``kl`` always r
 Options of the recommended objective (both off in the paper's):
   * ``notes_weight`` w adds w · CE of the notes head (the window's onsets, per grid step, predicted from z alone;
     summed over steps, nats per sequence), so z must carry the notes;
+  * ``cc_weight`` adds w_cc · CE of the CC head (every lane's value at every grid step, predicted from z alone), so
+    z must carry the automation too;
   * ``per_token`` divides the whole loss by the batch's mean real tokens per sequence: the same objective on a
     scale whose gradient norm is O(1), so gradient clipping acts on outliers instead of on every step.
 
@@ -48,14 +50,17 @@ def token_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def elbo(logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, beta: float,
          free_bits: float = 0.0, with_accuracy: bool = True, notes_logits: torch.Tensor | None = None,
-         notes_targets: torch.Tensor | None = None, notes_weight: float = 0.0, per_token: bool = False) -> dict:
+         notes_targets: torch.Tensor | None = None, notes_weight: float = 0.0, per_token: bool = False,
+         cc_logits: torch.Tensor | None = None, cc_targets: torch.Tensor | None = None, cc_weight: float = 0.0) -> dict:
     """Negative ELBO for one batch.
 
     logits (B, T, V), targets (B, T) long with PAD=0 ignored, mu/logvar (B, D); ``beta`` the KL weight,
     ``free_bits`` λ in nats per dimension (0 = off). Returns a dict of fp32 tensors:
-      loss          scalar, CE + β·KL_penalised (+ w·notes), per sequence, mean over batch (what is optimised;
+      loss          scalar, CE + β·KL_penalised (+ w·notes + w_cc·cc), per sequence, mean over batch (what is optimised;
                     divided by the mean tokens per sequence when ``per_token``)
       notes         scalar, the notes head's CE summed over grid steps, mean over sequences (with ``notes_logits``)
+      cc            scalar, the CC head's CE summed over grid steps and lanes, mean over sequences (with ``cc_logits``;
+                    steps before a lane's first value are left out)
       ce            scalar, reconstruction CE summed over tokens, mean over sequences (nats/sequence)
       kl            scalar, true KL summed over dims, mean over sequences (nats/sequence)
       kl_penalised  scalar, Σ_j max(λ, mean_b KL_bj) (= kl when λ = 0)
@@ -83,6 +88,12 @@ def elbo(logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: 
         extra["notes"] = notes
         if notes_weight:
             loss = loss + notes_weight * notes
+    if cc_logits is not None:
+        cc = F.cross_entropy(cc_logits.float().reshape(-1, cc_logits.shape[-1]), cc_targets.reshape(-1),
+                             ignore_index=-1, reduction="sum") / cc_logits.shape[0]
+        extra["cc"] = cc
+        if cc_weight:
+            loss = loss + cc_weight * cc
     if per_token:
         loss = loss / (n_tokens / mask.shape[0]).clamp_min(1)
     out = {"loss": loss, **extra, "ce": ce, "kl": kl, "kl_penalised": kl_pen, "kl_per_dim": kl_d.detach(),

@@ -15,6 +15,7 @@ embedding (Optimus, Li et al. 2020), which gives the decoder a second, harder-to
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -82,6 +83,22 @@ class Layout(nn.Module):
         d = torch.zeros(B, T, N_PITCH, device=ids.device)
         d.scatter_(2, self.pitch[ids].clamp_min(0)[..., None], self.onoff[ids].float()[..., None])
         return (d.cumsum(1) > 0.5).float()
+
+    def cc_targets(self, ids: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """(B, n_steps, n_cc) long: each CC lane's value in force at each grid step (its last CC token at or before
+        the step), -1 before the lane's first token."""
+        B, T = ids.shape
+        lane = self.kind[ids] - 7  # (B, T), >= 0 on CC tokens
+        step = self.elapsed(ids)
+        ok = (lane >= 0) & (step < n_steps)
+        slot = torch.where(ok, lane.clamp_min(0) * n_steps + step.clamp(max=n_steps - 1), 0)
+        pos = torch.where(ok, torch.arange(T, device=ids.device).expand(B, T), -1)
+        last = torch.full((B, self.n_cc * n_steps), -1, dtype=torch.long, device=ids.device)
+        last.scatter_reduce_(1, slot, pos, reduce="amax", include_self=True)
+        # token positions grow with time, so the running max over steps is the lane's last token so far
+        last = last.view(B, self.n_cc, n_steps).cummax(-1).values
+        value = ((ids - self.cc0) % 128).gather(1, last.clamp_min(0).flatten(1)).view(B, self.n_cc, n_steps)
+        return torch.where(last >= 0, value, -1).transpose(1, 2)
 
     def onset_targets(self, ids: torch.Tensor, n_steps: int) -> torch.Tensor:
         """(B, n_steps) long: per grid step 0 if no note starts there, else 1 + the lowest pitch starting there."""
@@ -236,16 +253,18 @@ class VAE(nn.Module):
             raise ValueError("plan_memory and plan_input need notes_head")
         if c.pool not in ("mean", "attention", "grid", "beat"):
             raise ValueError(f"pool must be 'mean', 'attention', 'grid' or 'beat', got {c.pool!r}")
-        self.n_beats, self.beat_steps = 4 * c.n_bars, c.steps_per_bar // 4
-        if c.pool == "beat" and (c.latent_dim % self.n_beats or c.steps_per_bar % 4):
-            raise ValueError(f"pool='beat' needs latent_dim divisible by {self.n_beats} beats and steps_per_bar by 4, "
-                             f"got latent_dim={c.latent_dim}, steps_per_bar={c.steps_per_bar}")
+        # pool="beat": z in n_slots equal slots, one per beat when latent_dim is a multiple of the window's beats,
+        # else one per stretch of gcd(latent_dim, beats) beats
+        self.n_slots = math.gcd(c.latent_dim, 4 * c.n_bars)
+        self.slot_steps = c.steps_per_bar * c.n_bars // self.n_slots
+        if c.pool == "beat" and c.steps_per_bar % 4:
+            raise ValueError(f"pool='beat' needs steps_per_bar divisible by 4, got {c.steps_per_bar}")
         if c.notes_head:
             n_steps = c.steps_per_bar * c.n_bars
             # z -> a small code per grid step -> d_model. Each step its own linear read-out of z; with beat slots, of
-            # its beat's slot, by one read-out that every beat shares
+            # its slot, by one read-out that every slot shares
             if c.pool == "beat":
-                self.notes_in = nn.Linear(c.latent_dim // self.n_beats, self.beat_steps * c.notes_slot_dim)
+                self.notes_in = nn.Linear(c.latent_dim // self.n_slots, self.slot_steps * c.notes_slot_dim)
             else:
                 self.notes_in = nn.Linear(c.latent_dim, n_steps * c.notes_slot_dim)
             self.notes_up = nn.Sequential(nn.Linear(c.notes_slot_dim, c.d_model), nn.LayerNorm(c.d_model))
@@ -253,6 +272,10 @@ class VAE(nn.Module):
             self.notes_mlp = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, 2 * c.d_model), nn.GELU(),
                                            nn.Linear(2 * c.d_model, c.d_model))
             self.notes_out = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, N_PITCH + 1))
+        if c.cc_head:
+            if not c.notes_head:
+                raise ValueError("cc_head needs notes_head")
+            self.notes_cc_out = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, self.layout.n_cc * 128))
         if c.plan_input:
             self.plan_ln = nn.LayerNorm(c.d_model)
             # the plan at the next event's step and at the step after it, normalised to the token embeddings' scale
@@ -270,15 +293,15 @@ class VAE(nn.Module):
         if c.pool == "beat":
             self.pool_slot = nn.Linear(c.d_model, c.grid_slot_dim)
             self.onset_emb = nn.Embedding(N_PITCH + 1, c.grid_slot_dim)  # per step: no onset, or its lowest pitch
-            # per beat: its tokens' mean state, the window's mean state and its steps' NOTE_ON states
-            pooled_dim, z_dim = 2 * c.d_model + self.beat_steps * c.grid_slot_dim, c.latent_dim // self.n_beats
+            # per slot: its tokens' mean state, the window's mean state and its steps' NOTE_ON states
+            pooled_dim, z_dim = 2 * c.d_model + self.slot_steps * c.grid_slot_dim, c.latent_dim // self.n_slots
         if c.pool == "attention":
             self.pool_queries = nn.Parameter(torch.zeros(c.n_pool, c.d_model))
             self.pool_attn = Attention(c)
             self.pool_ln = nn.LayerNorm(c.d_model)
             self.pool_slot = nn.Linear(c.d_model, c.d_model // 4)  # each slot's share of the pooled vector
             pooled_dim = c.n_pool * (c.d_model // 4)
-        self.to_mu = nn.Linear(pooled_dim, z_dim)  # with beat slots, one head that every beat shares
+        self.to_mu = nn.Linear(pooled_dim, z_dim)  # with beat slots, one head that every slot shares
         self.to_logvar = nn.Linear(pooled_dim, z_dim)
         self.to_memory = nn.Linear(c.latent_dim, c.n_memory * c.d_model)
         self.memory_pos = nn.Parameter(torch.zeros(c.n_memory, c.d_model))
@@ -356,9 +379,14 @@ class VAE(nn.Module):
     def plan(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> (B, n_steps, d): the notes head's hidden state per grid step."""
         B, S = z.shape[0], self.notes_pos.shape[0]
-        code = self.notes_in(z.view(B, self.n_beats, -1) if self.config.pool == "beat" else z)
+        code = self.notes_in(z.view(B, self.n_slots, -1) if self.config.pool == "beat" else z)
         h = self.notes_up(code.reshape(B, S, -1)) + self.notes_pos  # (B, S, d)
         return h + self.notes_mlp(h)
+
+    def cc_logits(self, plan: torch.Tensor) -> torch.Tensor:
+        """plan (B, n_steps, d) -> (B, n_steps, n_cc, 128) logits of each lane's value at each step."""
+        B, S, _ = plan.shape
+        return self.notes_cc_out(plan).view(B, S, self.layout.n_cc, 128)
 
     def notes_logits(self, z: torch.Tensor, plan: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, D) -> (B, n_steps, 129) logits of the notes head: per grid step, no onset (0) or pitch p (1 + p)."""
@@ -384,13 +412,13 @@ class VAE(nn.Module):
                 slots = self.pool_ln(self.pool_attn(q, src=x, mask=mask))  # PAD keys masked out
                 pooled = self.pool_slot(slots).flatten(1)  # (B, n_pool * d / 4)
             elif self.config.pool == "beat":
-                pooled = self._beat_pool(ids, x, keep)  # (B, n_beats, pooled_dim)
+                pooled = self._beat_pool(ids, x, keep)  # (B, n_slots, pooled_dim)
             else:
                 w = keep.unsqueeze(-1).float()  # masked mean pool: PAD never dilutes the context vector
                 pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
                 if self.config.pool == "grid":
                     pooled = torch.cat([pooled, self._grid_pool(ids, x, keep)], 1)
-            mu = self.to_mu(pooled).flatten(1)  # beat slots: (B, n_beats, D / n_beats) -> (B, D)
+            mu = self.to_mu(pooled).flatten(1)  # beat slots: (B, n_slots, D / n_slots) -> (B, D)
             logvar = self.to_logvar(pooled).flatten(1).clamp(self.config.logvar_min, self.config.logvar_max)
         return mu, logvar
 
@@ -408,19 +436,19 @@ class VAE(nn.Module):
         return self.pool_slot(grid).flatten(1)  # a step without onset contributes the bias alone
 
     def _beat_pool(self, ids: torch.Tensor, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """(B, n_beats, 2 d + beat_steps * grid_slot_dim): per beat, the mean state of its tokens (a token belongs to
+        """(B, n_slots, 2 d + slot_steps * grid_slot_dim): per slot (beat), the mean state of its tokens (a token belongs to
         the step it happens at), the window's mean state, and each of its steps' NOTE_ON states summed and projected
         to ``grid_slot_dim`` (as in ``_grid_pool``, a step's pitch stays bound to the step)."""
         c = self.config
         B, T, d = x.shape
-        S, nb = c.steps_per_bar * c.n_bars, self.n_beats
+        S, nb = c.steps_per_bar * c.n_bars, self.n_slots
         step = self.layout.elapsed(ids).clamp(max=S - 1)  # (B, T); the window's end joins the last step
         onset = (keep & (self.layout.onoff[ids] == 1)).to(x.dtype)
         grid = x.new_zeros(B, S, d).scatter_add_(1, step[..., None].expand(B, T, d), x * onset[..., None])
         grid = self.pool_slot(grid) + self.onset_emb(self.layout.onset_targets(ids.masked_fill(~keep, PAD_ID), S))
-        grid = grid.view(B, nb, -1)  # (B, nb, beat_steps * grid_slot_dim)
+        grid = grid.view(B, nb, -1)  # (B, nb, slot_steps * grid_slot_dim)
         w = keep.to(x.dtype)
-        beat = torch.div(step, self.beat_steps, rounding_mode="floor")
+        beat = torch.div(step, self.slot_steps, rounding_mode="floor")
         sums = x.new_zeros(B, nb, d).scatter_add_(1, beat[..., None].expand(B, T, d), x * w[..., None])
         count = x.new_zeros(B, nb).scatter_add_(1, beat, w)
         window = (x * w[..., None]).sum(1) / w.sum(1).clamp_min(1.0)[:, None]  # (B, d)
@@ -504,7 +532,7 @@ class VAE(nn.Module):
         they would hand the decoder the dropped token's effect (its time shift, its note) without z.
 
         With the notes head the dict also holds ``notes_logits`` (B, n_steps, 129) and ``notes_targets``
-        (B, n_steps)."""
+        (B, n_steps); with the CC head ``cc_logits`` (B, n_steps, n_cc, 128) and ``cc_targets`` (B, n_steps, n_cc)."""
         c = self.config
         mu, logvar = self.encode(ids)
         z = self.reparameterize(mu, logvar, generator) if sample else mu
@@ -522,6 +550,9 @@ class VAE(nn.Module):
         if c.notes_head:
             out["notes_logits"] = self.notes_logits(z, plan)
             out["notes_targets"] = self.layout.onset_targets(ids, c.steps_per_bar * c.n_bars)
+        if c.cc_head:
+            out["cc_logits"] = self.cc_logits(plan)
+            out["cc_targets"] = self.layout.cc_targets(ids, c.steps_per_bar * c.n_bars)
         return out
 
     # ------------------------------------------------------------------ incremental decoding

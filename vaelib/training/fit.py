@@ -279,7 +279,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
             parts = elbo(out["logits"], out["targets"], out["mu"], out["logvar"], beta, t.free_bits,
                          with_accuracy=detail, notes_logits=out.get("notes_logits"),
                          notes_targets=out.get("notes_targets"), notes_weight=t.notes_weight,
-                         per_token=t.loss_scale == "token")
+                         per_token=t.loss_scale == "token", cc_logits=out.get("cc_logits"),
+                         cc_targets=out.get("cc_targets"), cc_weight=t.cc_weight)
             bad = torch.tensor(float(not torch.isfinite(parts["loss"])), device=dev)
             if world > 1:
                 dist.all_reduce(bad, op=dist.ReduceOp.MAX)  # every rank must skip together, or DDP hangs
@@ -314,6 +315,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
                        "time_sec": round(time.time() - t0, 3)}
                 if "notes" in parts:
                     row["losses/notes"] = float(parts["notes"])
+                if "cc" in parts:
+                    row["losses/cc_head"] = float(parts["cc"])
                 if detail:
                     row["accuracy"] = float(parts["accuracy"])
                     row.update({f"ce_type/{k}": v for k, v in

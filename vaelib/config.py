@@ -99,11 +99,12 @@ class ModelConfig:
     # n_pool learned queries attend over them and concatenates what each read, so different slots can hold different
     # parts of the window (the notes of one bar, a lane's motion) instead of one average dominated by CC tokens;
     # "grid" adds to the mean pool one small slot per grid step (see VAE._grid_pool). "beat": z is the concatenation
-    # of one slot per beat (n_bars * 4 slots of latent_dim / (4 n_bars) dims), each encoded from its beat's tokens and,
-    # with the notes head, read back into that beat's steps by weights that every beat shares (see VAE._beat_pool).
+    # of one slot per beat (n_bars * 4 slots of latent_dim / (4 n_bars) dims; fewer, longer slots when latent_dim is
+    # not a multiple of the beats), each encoded from its beat's tokens and, with the notes head, read back into that
+    # beat's steps by weights that every beat shares (see VAE._beat_pool).
     pool: str = "mean"
     n_pool: int = 16
-    grid_slot_dim: int = 8  # pool="grid": the mean pool plus, per grid step, its tokens' mean state in this many dims
+    grid_slot_dim: int = 8  # pool="grid" and "beat": per grid step, its tokens' mean state (and onset) in this many dims
     notes_slot_dim: int = 32  # the notes head reads z into this many dims per grid step
     # the token layout, as the tokenizer builds it (checked against vocab_size)
     n_velocity_bins: int = 32
@@ -202,17 +203,19 @@ LATENT_DIMS = (128, 256, 384, 512)  # paper §4.2
 _PAPER = ExperimentConfig(name="paper")
 
 # The recommended model and objective. The model: factorised embedding and head, structural inputs, the notes head,
-# its plan as decoder memory, grid pooling (see ModelConfig). The objective: the defences against posterior collapse
+# its plan as decoder memory and as decoder input at the elapsed step, beat slots (see ModelConfig); the latent
+# pathway learns at 3x the Transformer's rate (TrainConfig.latent_lr_scale). The objective: the defences against posterior collapse
 # (free bits keep each dimension's KL at >= 0.25 nats, a beta=0 phase opens each cycle, word dropout makes the decoder
 # lean on z), beta_max 0.5 instead of 8, and the notes loss at weight 4. Encoding a nat of information in z costs
 # beta nats of KL and saves at most (1 + notes_weight) nats of loss (the decoder's CE and the notes head's), so at
 # beta_max 8 only what fits under the free bits is worth encoding (docs/experiments.md).
-_RECOMMENDED_MODEL = dict(embedding="factorised", structural=True, notes_head=True, plan_memory=True, pool="grid")
+_RECOMMENDED_MODEL = dict(embedding="factorised", structural=True, notes_head=True, plan_memory=True, pool="beat",
+                          plan_input=True)
 _RECOMMENDED = replace(
     _PAPER, name="recommended",
     model=replace(_PAPER.model, **_RECOMMENDED_MODEL),
     train=replace(_PAPER.train, free_bits=0.25, beta_zero_frac=0.1, word_dropout=0.3, beta_max=0.5,
-                  notes_weight=4.0, loss_scale="token"),
+                  notes_weight=4.0, loss_scale="token", latent_lr_scale=3.0),
 )
 
 # Sized so `make report` trains four latent sizes plus one control on 2 CPU cores within 30 minutes (the measurements
@@ -247,6 +250,7 @@ def _literal(config: ExperimentConfig, epochs: int | None = None) -> ExperimentC
                    train=replace(config.train, free_bits=_PAPER.train.free_bits, word_dropout=_PAPER.train.word_dropout,
                                  beta_zero_frac=_PAPER.train.beta_zero_frac, beta_max=_PAPER.train.beta_max,
                                  notes_weight=_PAPER.train.notes_weight,
+                                 latent_lr_scale=_PAPER.train.latent_lr_scale, cc_weight=_PAPER.train.cc_weight,
                                  epochs=epochs or config.train.epochs))
 
 

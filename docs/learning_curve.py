@@ -1,8 +1,8 @@
 """The learning curve of the `small` preset at one latent size: CE (overall and by token type) and reconstruction
 onset F1 against training tokens, up to ``--max-budget`` times the preset's own budget.
 
-    OMP_NUM_THREADS=2 .venv/bin/python docs/learning_curve.py --latent-dim 128 --max-budget 8 \\
-        --out /tmp/curve --csv results/reference/learning_curve.csv
+    OMP_NUM_THREADS=2 .venv/bin/python docs/learning_curve.py --latent-dim 384 --max-budget 8 \\
+        --data results/small/data --out /tmp/curve --csv results/reference/learning_curve.csv
 
 One training run whose schedules (warm-up, cosine, β cycles) span the longest budget; it stops at each multiple of
 the `small` budget (1, 2, 4, 8 x by default), is scored on the test split (``evaluate_run``, no audio), and resumes.
@@ -16,6 +16,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
@@ -35,18 +36,9 @@ ap.add_argument("--data", default=None, help="a curated dataset (default: curate
 ap.add_argument("--limit", type=int, default=60, help="test windows scored per point")
 ap.add_argument("--csv", default="results/reference/learning_curve.csv")
 ap.add_argument("--overrides", default="{}", help="JSON config overrides on top of the preset")
+ap.add_argument("--plot-only", action="store_true", help="redraw the figure from an existing --csv and exit")
 a = ap.parse_args()
 out = Path(a.out)
-base = get_preset("small", latent_dim=a.latent_dim, **json.loads(a.overrides))
-cfg = base.with_overrides(epochs=base.train.epochs * a.max_budget)
-data = Path(a.data) if a.data else out / "data"
-if not (data / "complete").exists():
-    curate("synthetic", data, cfg.data, progress=False)
-t = cfg.train
-train_lengths = [len(s) for s in load_token_split(data, "train")]
-per_epoch = steps_per_epoch(train_lengths, t.batch_tokens, t.max_batch_size)
-tokens_per_epoch = sum(n - 1 for n in train_lengths)  # target tokens: every window once per epoch
-run = out / f"z{a.latent_dim}-x{a.max_budget}"
 
 
 def write(rows):
@@ -58,18 +50,39 @@ def write(rows):
     for col in [c for c in df.columns if c.startswith("ce_")] + ["recon_ce"]:
         ax1.plot(df.train_tokens / 1e6, df[col], marker="o", lw=2.5 if col == "recon_ce" else 1.2,
                  label="all tokens" if col == "recon_ce" else col[3:])
-    ax1.set(xlabel="training tokens (millions)", ylabel="teacher-forced test CE (nats/token)", xscale="log",
+    ticks = dict(xticks=list(df.train_tokens / 1e6),
+                 xticklabels=[f"{t / 1e6:.1f}\n({k}x)" for t, k in zip(df.train_tokens, df.budget_x)])
+    ax1.set(xlabel="training tokens, millions (x the small budget)", ylabel="teacher-forced test CE (nats/token)",
+            xscale="log", **ticks,
             title=f"CE by token type, latent_dim={a.latent_dim}")
     ax1.legend(fontsize=8)
     ax2.plot(df.train_tokens / 1e6, df.onset_f1, marker="o", label="reconstruction (own z)")
     ax2.plot(df.train_tokens / 1e6, df.baseline_onset_f1, marker="s", ls="--", label="unconditional (another window's z)")
-    ax2.set(xlabel="training tokens (millions)", ylabel="onset F1 (greedy decode)", xscale="log", ylim=(0, 1),
+    ax2.set(xlabel="training tokens, millions (x the small budget)", ylabel="onset F1 (greedy decode)", xscale="log",
+            ylim=(0, 1), **ticks,
             title="Reconstruction onset F1")
     ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # only the measured budgets are labelled
     fig.tight_layout()
     fig.savefig(Path(a.csv).with_suffix(".png"), dpi=110)
     plt.close(fig)
 
+
+if a.plot_only:
+    write(pd.read_csv(a.csv).to_dict("records"))
+    raise SystemExit
+
+base = get_preset("small", latent_dim=a.latent_dim, **json.loads(a.overrides))
+cfg = base.with_overrides(epochs=base.train.epochs * a.max_budget)
+data = Path(a.data) if a.data else out / "data"
+if not (data / "complete").exists():
+    curate("synthetic", data, cfg.data, progress=False)
+t = cfg.train
+train_lengths = [len(s) for s in load_token_split(data, "train")]
+per_epoch = steps_per_epoch(train_lengths, t.batch_tokens, t.max_batch_size)
+tokens_per_epoch = sum(n - 1 for n in train_lengths)  # target tokens: every window once per epoch
+run = out / f"z{a.latent_dim}-x{a.max_budget}"
 
 rows = []
 t0 = time.time()

@@ -104,7 +104,7 @@ class ModelConfig:
     # beat's steps by weights that every beat shares (see VAE._beat_pool).
     pool: str = "mean"
     n_pool: int = 16
-    grid_slot_dim: int = 8  # pool="grid" and "beat": per grid step, its tokens' mean state (and onset) in this many dims
+    grid_slot_dim: int = 8  # pool="grid" and "beat": per grid step, its tokens' mean state (and onset) in these dims
     notes_slot_dim: int = 32  # the notes head reads z into this many dims per grid step
     # the token layout, as the tokenizer builds it (checked against vocab_size)
     n_velocity_bins: int = 32
@@ -204,9 +204,9 @@ _PAPER = ExperimentConfig(name="paper")
 
 # The recommended model and objective. The model: factorised embedding and head, structural inputs, the notes head,
 # its plan as decoder memory and as decoder input at the elapsed step, beat slots (see ModelConfig); the latent
-# pathway learns at 3x the Transformer's rate (TrainConfig.latent_lr_scale). The objective: the defences against posterior collapse
-# (free bits keep each dimension's KL at >= 0.25 nats, a beta=0 phase opens each cycle, word dropout makes the decoder
-# lean on z), beta_max 0.5 instead of 8, and the notes loss at weight 4. Encoding a nat of information in z costs
+# pathway learns at 3x the Transformer's rate (TrainConfig.latent_lr_scale). The objective: the defences against
+# posterior collapse (free bits keep each dimension's KL at >= 0.25 nats, a beta=0 phase opens each cycle, word
+# dropout makes the decoder lean on z), beta_max 0.5 instead of 8, and the notes loss at weight 4. Encoding a nat of information in z costs
 # beta nats of KL and saves at most (1 + notes_weight) nats of loss (the decoder's CE and the notes head's), so at
 # beta_max 8 only what fits under the free bits is worth encoding (docs/experiments.md).
 _RECOMMENDED_MODEL = dict(embedding="factorised", structural=True, notes_head=True, plan_memory=True, pool="beat",

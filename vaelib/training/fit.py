@@ -376,6 +376,10 @@ def main(argv=None) -> None:
         config = replace(config, train=replace(config.train, seed=a.seed))
     try:
         history = fit(config, a.data, a.run_dir, max_steps=a.max_steps, resume=a.resume, device=a.device)
+        if dist.is_initialized():
+            # rank 0 still validates and writes after the last step; a rank that tore the group down meanwhile
+            # aborted in gloo's teardown ("terminate called without an active exception") in about half the runs
+            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

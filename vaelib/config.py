@@ -206,9 +206,9 @@ _PAPER = ExperimentConfig(name="paper")
 # its plan as decoder memory and as decoder input at the elapsed step, beat slots (see ModelConfig); the latent
 # pathway learns at 3x the Transformer's rate (TrainConfig.latent_lr_scale). The objective: the defences against
 # posterior collapse (free bits keep each dimension's KL at >= 0.25 nats, a beta=0 phase opens each cycle, word
-# dropout makes the decoder lean on z), beta_max 0.5 instead of 8, and the notes loss at weight 4. Encoding a nat of information in z costs
-# beta nats of KL and saves at most (1 + notes_weight) nats of loss (the decoder's CE and the notes head's), so at
-# beta_max 8 only what fits under the free bits is worth encoding (docs/experiments.md).
+# dropout makes the decoder lean on z), beta_max 0.5 instead of 8, and the notes loss at weight 4. Encoding a nat of
+# information in z costs beta nats of KL and saves at most (1 + notes_weight) nats of loss (the decoder's CE and the
+# notes head's), so at beta_max 8 only what fits under the free bits is worth encoding (docs/experiments.md).
 _RECOMMENDED_MODEL = dict(embedding="factorised", structural=True, notes_head=True, plan_memory=True, pool="beat",
                           plan_input=True)
 _RECOMMENDED = replace(
@@ -245,15 +245,17 @@ _TINY = ExperimentConfig(
 
 
 
+# What the literal controls take from the paper: the objective and its training aids (the recommended additions).
+_OBJECTIVE_FIELDS = ("free_bits", "word_dropout", "beta_zero_frac", "beta_max", "notes_weight", "latent_lr_scale",
+                     "cc_weight")
+
+
 def _literal(config: ExperimentConfig, epochs: int | None = None) -> ExperimentConfig:
     """The same architecture trained with the paper's literal objective (no collapse defences), for ``epochs``
     (default: the preset's). A shorter control still runs all ``n_cycles`` β cycles, each one shorter."""
+    paper = {k: getattr(_PAPER.train, k) for k in _OBJECTIVE_FIELDS}
     return replace(config, name=f"{config.name}-paper",
-                   train=replace(config.train, free_bits=_PAPER.train.free_bits, word_dropout=_PAPER.train.word_dropout,
-                                 beta_zero_frac=_PAPER.train.beta_zero_frac, beta_max=_PAPER.train.beta_max,
-                                 notes_weight=_PAPER.train.notes_weight,
-                                 latent_lr_scale=_PAPER.train.latent_lr_scale, cc_weight=_PAPER.train.cc_weight,
-                                 epochs=epochs or config.train.epochs))
+                   train=replace(config.train, **paper, epochs=epochs or config.train.epochs))
 
 
 PRESETS: dict[str, ExperimentConfig] = {

@@ -348,6 +348,10 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
             {**prev, "status": "finished", "steps": step, "total_steps": n_total, "steps_per_epoch": n_per_epoch,
              "wall_time_sec": round(time.time() - t0, 3), "final_checkpoint": str(last_good)}, indent=2))
         history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    if world > 1:
+        # rank 0 validates and writes after the last step; a rank that tore the group down meanwhile aborted in
+        # gloo's teardown ("terminate called without an active exception") in about half the runs
+        dist.barrier()
     return history
 
 
@@ -376,10 +380,6 @@ def main(argv=None) -> None:
         config = replace(config, train=replace(config.train, seed=a.seed))
     try:
         history = fit(config, a.data, a.run_dir, max_steps=a.max_steps, resume=a.resume, device=a.device)
-        if dist.is_initialized():
-            # rank 0 still validates and writes after the last step; a rank that tore the group down meanwhile
-            # aborted in gloo's teardown ("terminate called without an active exception") in about half the runs
-            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -91,6 +91,15 @@ class ModelConfig:
     # With the notes head: the same per-step plan also predicts every CC lane's value at every grid step (from z
     # alone, a training aid like the notes head), so z must carry the automation as well as the notes.
     cc_head: bool = False
+    # z's plan of the automation (vaelib.model.cc_plan): its own read-out of z predicts every CC lane's value at every
+    # grid step as a discretised Gaussian over the 128 values, trained with TrainConfig.cc_weight. Replaces cc_head.
+    cc_plan: bool = False
+    # With cc_plan: the plan's log-probabilities, at the elapsed step, bias the decoder's CC logits (a gain per lane),
+    # so each lane gets its own value distribution from z where the factorised head shares one across lanes.
+    cc_copy: bool = False
+    # With pool="beat": each slot also sees its steps' CC values (each lane's value in force, from the tokens), as it
+    # sees their onsets, so a slot can hold its beat's automation without finding it in the mean of its states.
+    cc_pool: bool = False
     # With the notes head: add to each decoder input z's plan at the grid step where the next event happens and at
     # the step after it (read at the elapsed time, which comes from the past tokens: causal, and cheap in the cache).
     # The decoder then finds the notes where it writes them instead of learning to look them up among all the steps.
@@ -146,7 +155,7 @@ class TrainConfig:
     # head, ``fit.LATENT_PATHWAY``): that pathway is a small autoencoder of the notes, and at the Transformer's rate it
     # learns far more slowly than the Transformer around it (docs/experiments.md).
     latent_lr_scale: float = 1.0
-    cc_weight: float = 0.0  # weight of the CC head's loss (nats per sequence, summed over steps and lanes)
+    cc_weight: float = 0.0  # weight of the CC head's or CC plan's loss (nats per sequence, summed over steps and lanes)
 
 
 @dataclass(frozen=True)

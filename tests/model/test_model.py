@@ -192,8 +192,8 @@ def test_word_dropout_also_hides_the_dropped_positions_structure():
     g = torch.Generator().manual_seed(0)
     seen = {}
     orig = m.decode
-    m.decode = lambda z, ids_in, structure=None, plan=None: (seen.update(ids_in=ids_in, s=structure)
-                                                             or orig(z, ids_in, structure, plan))
+    m.decode = lambda z, ids_in, structure=None, *rest: (seen.update(ids_in=ids_in, s=structure)
+                                                         or orig(z, ids_in, structure, *rest))
     m(ids, word_dropout=0.5, generator=g)
     dropped = (seen["ids_in"] == PAD_ID) & (ids[:, :-1] != PAD_ID)
     assert dropped.any()
@@ -201,10 +201,12 @@ def test_word_dropout_also_hides_the_dropped_positions_structure():
     assert float(seen["s"][~dropped & (ids[:, :-1] != PAD_ID)].abs().sum(-1).min()) > 0
 
 
-@pytest.mark.parametrize("pool,plan_input", [("attention", False), ("grid", False), ("grid", True), ("beat", True)])
-def test_pools_and_plan_inputs_keep_padding_and_cache_invariants(pool, plan_input):
+@pytest.mark.parametrize("pool,plan_input,cc", [("attention", False, False), ("grid", False, False),
+                                                ("grid", True, False), ("beat", True, False), ("beat", True, True)])
+def test_pools_and_plan_inputs_keep_padding_and_cache_invariants(pool, plan_input, cc):
     torch.manual_seed(3)
-    m = VAE(_rich(plan_memory=True, pool=pool, n_pool=4, plan_input=plan_input)).eval()
+    m = VAE(_rich(plan_memory=True, pool=pool, n_pool=4, plan_input=plan_input, cc_plan=cc, cc_copy=cc,
+                  cc_pool=cc)).eval()
     _, ids = _real_batch()
     with torch.no_grad():
         n = int((ids[1] != PAD_ID).sum())
@@ -252,3 +254,44 @@ def test_cc_targets_are_the_lanes_values_in_force_and_the_cc_head_reads_the_plan
     assert int(m.layout.cc_targets(ids[:1, :first], 128)[0, 0, 0]) == -1
     out = m(ids, sample=False)
     assert out["cc_logits"].shape == (3, 128, m.layout.n_cc, 128) and torch.equal(out["cc_targets"], tg)
+
+
+def test_cc_plan_biases_each_lanes_values_at_the_elapsed_step_and_nothing_else():
+    """The CC plan is a distribution over 128 values per lane and step; with cc_copy the decoder's logits differ from
+    the unbiased decoder's exactly by gain_l * log p_plan(v | l, e) on the CC ids, e the steps elapsed at the position."""
+    torch.manual_seed(4)
+    m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_plan=True, cc_copy=True, cc_pool=True)).eval()
+    _, ids = _real_batch()
+    with torch.no_grad():
+        m.cc_plan.gain.copy_(torch.linspace(0.5, 2.0, m.layout.n_cc))
+        z = m.encode(ids)[0]
+        lp = m.cc_plan(z)
+        assert lp.shape == (3, 128, m.layout.n_cc, 128)
+        assert torch.allclose(lp.exp().sum(-1), torch.ones(3, 128, m.layout.n_cc), atol=1e-5)
+        biased = m.decode(z, ids[:, :-1])
+        m.config = dataclasses.replace(m.config, cc_copy=False)
+        plain = m.decode(z, ids[:, :-1])
+    diff = biased - plain
+    c0 = m.layout.cc0
+    assert float(diff[..., :c0].abs().max()) == 0.0
+    e = m.layout.elapsed(ids[:, :-1]).clamp(max=128)
+    for b, t in [(0, 0), (1, 40), (2, 200)]:
+        want = lp[b, e[b, t].clamp(max=127)] * m.cc_plan.gain[:, None]  # the window's end holds the last step
+        assert torch.allclose(diff[b, t, c0:], want.flatten(), atol=1e-5)
+
+
+def test_cc_pool_hands_each_beat_slot_its_steps_lane_values():
+    m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_plan=True, cc_pool=True)).eval()
+    _, ids = _real_batch()
+    keep = ids != PAD_ID
+    x = torch.randn(*ids.shape, m.config.d_model)
+    pooled = m._beat_pool(ids, x, keep)  # (B, 16 slots, ...)
+    n_cc, steps = m.layout.n_cc, m.slot_steps
+    cc = pooled[..., -steps * 2 * n_cc:].reshape(3, 16, steps, 2 * n_cc)
+    tg = m.layout.cc_targets(ids, 128).view(3, 16, steps, n_cc)
+    assert torch.equal(cc[..., n_cc:], (tg >= 0).float())
+    assert torch.allclose(cc[..., :n_cc], torch.where(tg >= 0, tg / 63.5 - 1.0, 0.0))
+    with pytest.raises(ValueError, match="cc_pool needs pool='beat'"):
+        VAE(_rich(pool="mean", cc_pool=True))
+    with pytest.raises(ValueError, match="cc_copy needs cc_plan"):
+        VAE(_rich(cc_copy=True))

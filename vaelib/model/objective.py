@@ -14,8 +14,8 @@ gradient, so the optimizer cannot push it further into collapse. ``kl`` always r
 Options of the recommended objective (both off in the paper's):
   * ``notes_weight`` w adds w · CE of the notes head (the window's onsets, per grid step, predicted from z alone;
     summed over steps, nats per sequence), so z must carry the notes;
-  * ``cc_weight`` adds w_cc · CE of the CC head (every lane's value at every grid step, predicted from z alone), so
-    z must carry the automation too;
+  * ``cc_weight`` adds w_cc · CE of the CC head or the CC plan (every lane's value at every grid step, predicted from
+    z alone; the plan hands in log-probabilities, on which the CE is the same NLL), so z must carry the automation;
   * ``per_token`` divides the whole loss by the batch's mean real tokens per sequence: the same objective on a
     scale whose gradient norm is O(1), so gradient clipping acts on outliers instead of on every step.
 

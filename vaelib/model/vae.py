@@ -26,6 +26,7 @@ from vaelib.config import ModelConfig
 from vaelib.data.tokenizer import BOS as BOS_ID
 from vaelib.data.tokenizer import EOS as EOS_ID
 from vaelib.data.tokenizer import PAD as PAD_ID
+from vaelib.model.cc_plan import CCPlan
 from vaelib.model.layout import N_PITCH, Layout
 
 
@@ -136,6 +137,7 @@ class DecodeState:
     elapsed: torch.Tensor | None = None  # (B,) grid steps so far (structural or plan inputs only)
     sounding: torch.Tensor | None = None  # (B, 128) NOTE_ONs minus NOTE_OFFs per pitch so far (structural only)
     plan_rows: torch.Tensor | None = None  # (B, n_steps + 2, d) the normalised plan (plan inputs only)
+    cc_rows: torch.Tensor | None = None  # (B, n_steps + 1, n_cc * 128) the CC plan's bias per step (cc_copy only)
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Keep only the rows ``keep`` (bool (B,) or indices) of z's offset, the structure and every cache."""
@@ -146,6 +148,8 @@ class DecodeState:
             self.sounding = self.sounding[keep]
         if self.plan_rows is not None:
             self.plan_rows = self.plan_rows[keep]
+        if self.cc_rows is not None:
+            self.cc_rows = self.cc_rows[keep]
         for c in self.layers:
             c.k, c.v, c.mk, c.mv = c.k[keep], c.v[keep], c.mk[keep], c.mv[keep]
 
@@ -194,6 +198,13 @@ class VAE(nn.Module):
             if not c.notes_head:
                 raise ValueError("cc_head needs notes_head")
             self.notes_cc_out = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, self.layout.n_cc * 128))
+        if c.cc_plan and c.cc_head:
+            raise ValueError("cc_plan replaces cc_head: choose one")
+        if c.cc_copy and not c.cc_plan:
+            raise ValueError("cc_copy needs cc_plan")
+        if c.cc_pool and c.pool != "beat":
+            raise ValueError("cc_pool needs pool='beat'")
+        self.cc_plan = CCPlan(c, self.n_slots, self.layout.n_cc) if c.cc_plan else None
         if c.plan_input:
             self.plan_ln = nn.LayerNorm(c.d_model)
             # the plan at the next event's step and at the step after it, normalised to the token embeddings' scale
@@ -213,6 +224,8 @@ class VAE(nn.Module):
             self.onset_emb = nn.Embedding(N_PITCH + 1, c.grid_slot_dim)  # per step: no onset, or its lowest pitch
             # per slot: its tokens' mean state, the window's mean state and its steps' NOTE_ON states
             pooled_dim, z_dim = 2 * c.d_model + self.slot_steps * c.grid_slot_dim, c.latent_dim // self.n_slots
+            if c.cc_pool:
+                pooled_dim += self.slot_steps * 2 * self.layout.n_cc  # per step and lane: value, and whether set
         if c.pool == "attention":
             self.pool_queries = nn.Parameter(torch.zeros(c.n_pool, c.d_model))
             self.pool_attn = Attention(c)
@@ -237,6 +250,8 @@ class VAE(nn.Module):
             # signal ~50x under the position table, and the head learns the onset marginals long before it reads z
             self.notes_in.reset_parameters()
             self.notes_up[0].reset_parameters()
+        if self.cc_plan is not None:
+            self.cc_plan.reset_parameters()
         if c.plan_input:
             # the input's gain starts at the embedding tables' 0.02: at LayerNorm's 1 the plan would drown the token
             # and structural inputs it is added to (the decoder then trained to a CE of 4.9 nats in the pilot)
@@ -370,7 +385,12 @@ class VAE(nn.Module):
         sums = x.new_zeros(B, nb, d).scatter_add_(1, beat[..., None].expand(B, T, d), x * w[..., None])
         count = x.new_zeros(B, nb).scatter_add_(1, beat, w)
         window = (x * w[..., None]).sum(1) / w.sum(1).clamp_min(1.0)[:, None]  # (B, d)
-        return torch.cat([sums / count.clamp_min(1.0)[..., None], window[:, None].expand(B, nb, d), grid], -1)
+        parts = [sums / count.clamp_min(1.0)[..., None], window[:, None].expand(B, nb, d), grid]
+        if c.cc_pool:
+            v = self.layout.cc_targets(ids.masked_fill(~keep, PAD_ID), S)  # (B, S, n_cc), -1 before a lane's first
+            on = (v >= 0).to(x.dtype)
+            parts.append(torch.cat([on * (v.to(x.dtype) / 63.5 - 1.0), on], -1).view(B, nb, -1))
+        return torch.cat(parts, -1)
 
     @staticmethod
     def reparameterize(mu, logvar, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -415,11 +435,12 @@ class VAE(nn.Module):
         return self.to_input(z).unsqueeze(1) if self.to_input is not None else None  # (B, 1, d)
 
     def decode(self, z: torch.Tensor, ids_in: torch.Tensor, structure: torch.Tensor | None = None,
-               plan: torch.Tensor | None = None) -> torch.Tensor:
+               plan: torch.Tensor | None = None, elapsed: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, D), ids_in (B, T) starting with BOS -> logits (B, T, V); position t predicts token t+1.
 
         ``structure`` (B, T, d) overrides ``extra_inputs(ids_in, plan)`` (training computes them from the ids before
-        word dropout). Causal attention alone is enough for padding: PAD only follows real
+        word dropout; ``elapsed`` (B, T), the steps elapsed after each input token, likewise, for the CC plan's bias).
+        Causal attention alone is enough for padding: PAD only follows real
         tokens, so no real position can see one, and PAD positions are excluded from the loss."""
         B, T = ids_in.shape
         if T > self.config.max_len:
@@ -438,7 +459,17 @@ class VAE(nn.Module):
         mem = self.memory(z, plan)
         for block in self.decoder:
             x = block(x, mem)
-        return self._logits(self.dec_ln(x))  # (B, T, V)
+        logits = self._logits(self.dec_ln(x))  # (B, T, V)
+        if self.config.cc_copy:
+            rows = self.cc_plan.bias_rows(self.cc_plan(z))
+            logits = self._add_cc_bias(logits, CCPlan.bias_at(rows, self.layout.elapsed(ids_in) if elapsed is None
+                                                              else elapsed))
+        return logits
+
+    def _add_cc_bias(self, logits: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """logits (..., V) + the CC plan's bias (..., n_cc * 128) on the CC ids."""
+        c0 = self.layout.cc0
+        return torch.cat([logits[..., :c0], logits[..., c0:] + bias.to(logits.dtype)], -1)
 
     def forward(self, ids: torch.Tensor, word_dropout: float = 0.0, sample: bool = True,
                 generator: torch.Generator | None = None) -> dict:
@@ -457,19 +488,20 @@ class VAE(nn.Module):
         ids_in, targets = ids[:, :-1], ids[:, 1:]
         plan = self.plan(z) if c.notes_head else None  # one pass serves the decoder and the notes head
         structure = self.extra_inputs(ids_in, plan)
+        elapsed = self.layout.elapsed(ids_in) if c.cc_copy else None  # from the true tokens, as the structure
         if word_dropout > 0 and self.training:
             drop = torch.rand(ids_in.shape, device=ids.device, generator=generator) < word_dropout
             drop[:, 0] = False
             ids_in = ids_in.masked_fill(drop, PAD_ID)
             if structure is not None:
                 structure = structure.masked_fill(drop[..., None], 0.0)
-        out = {"logits": self.decode(z, ids_in, structure, plan), "targets": targets, "mu": mu, "logvar": logvar,
+        out = {"logits": self.decode(z, ids_in, structure, plan, elapsed), "targets": targets, "mu": mu, "logvar": logvar,
                "z": z}
         if c.notes_head:
             out["notes_logits"] = self.notes_logits(z, plan)
             out["notes_targets"] = self.layout.onset_targets(ids, c.steps_per_bar * c.n_bars)
-        if c.cc_head:
-            out["cc_logits"] = self.cc_logits(plan)
+        if c.cc_head or c.cc_plan:
+            out["cc_logits"] = self.cc_logits(plan) if c.cc_head else self.cc_plan(z)  # the plan's are log-probs
             out["cc_targets"] = self.layout.cc_targets(ids, c.steps_per_bar * c.n_bars)
         return out
 
@@ -494,6 +526,9 @@ class VAE(nn.Module):
             state.sounding = z.new_zeros(B, N_PITCH)
         if c.plan_input:
             state.plan_rows = self._plan_rows(plan)
+        if c.cc_copy:
+            state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
+            state.cc_rows = self.cc_plan.bias_rows(self.cc_plan(z))
         return state
 
     @torch.no_grad()
@@ -517,7 +552,10 @@ class VAE(nn.Module):
         for block, cache in zip(self.decoder, state.layers):
             x = block.forward_cached(x, cache, pos)
         state.pos = pos + 1
-        return self._logits(self.dec_ln(x))[:, 0]  # (B, V)
+        logits = self._logits(self.dec_ln(x))[:, 0]  # (B, V)
+        if state.cc_rows is not None:
+            logits = self._add_cc_bias(logits, CCPlan.bias_at(state.cc_rows, state.elapsed[:, None])[:, 0])
+        return logits
 
     @torch.no_grad()
     def greedy(self, z: torch.Tensor, max_len: int | None = None, use_cache: bool = True) -> torch.Tensor:

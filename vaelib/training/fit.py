@@ -86,7 +86,7 @@ def _run_info(config: ExperimentConfig, device, world: int) -> dict:
 
 
 # the VAE's parameters that ``TrainConfig.latent_lr_scale`` applies to (by name prefix)
-LATENT_PATHWAY = ("to_mu", "to_logvar", "pool_", "onset_emb", "notes_")
+LATENT_PATHWAY = ("to_mu", "to_logvar", "pool_", "onset_emb", "notes_", "cc_plan.")
 
 
 def _make_optimizer(model, config: ExperimentConfig, device) -> torch.optim.Optimizer:

@@ -149,8 +149,12 @@ def test_table1_from_runs_with_seeds(tiny_run):
     assert "CC-ME" in md and "MR-STFT" in md and ("collapsed" in md) == one["collapsed"]
     assert runs_frame({"z16": one}).loc["z16", "cc_me"] == one["cc_me"]["value"]
     prior = prior_frame({"z16": one})
-    assert list(prior.index) == ["z16", "test set"]
+    assert list(prior.index) == ["z16", "z16 (fitted prior)", "test set"]
     assert prior.loc["z16", "validity_rate"] == one["prior"]["validity_rate"]
+    # the fitted prior's samples are other draws of z, scored the same way
+    fitted = one["prior_fitted"]
+    assert fitted["n_samples"] == one["prior"]["n_samples"] and set(fitted["muspy"]) == set(one["prior"]["muspy"])
+    assert prior.loc["z16 (fitted prior)", "validity_rate"] == fitted["validity_rate"]
 
 
 @pytest.mark.slow

@@ -215,3 +215,23 @@ def test_greedy_picks_the_likeliest_event_then_its_value():
     assert argmax_by_event(logits, levels).tolist() == [TK.vel0 + 20, TK.cc0 + 3 * 128 + 99, TK.shift0 + 3]
     assert torch.equal(draw(logits, greedy=True, levels=levels), argmax_by_event(logits, levels))
     assert torch.equal(draw(logits, greedy=True), logits.argmax(-1))
+
+
+def test_fitted_prior_keeps_the_posteriors_mean_and_correlations():
+    """Two dimensions that move together in the posteriors (as the slots of a beat that repeats from bar to bar)
+    stay together in the fitted prior's draws; N(0, I) would draw them independently."""
+    from vaelib.model.encoding import fitted_prior
+
+    rng = np.random.default_rng(0)
+    u = rng.standard_normal(500)
+    mu = np.stack([u + 2.0, u + 2.0, rng.standard_normal(500)], 1)
+    logvar = np.full_like(mu, np.log(0.01))
+    z = fitted_prior(mu, logvar, 4000, seed=1).numpy()
+    assert z.shape == (4000, 3)
+    assert np.allclose(z.mean(0), [2.0, 2.0, 0.0], atol=0.1)
+    c = np.corrcoef(z.T)
+    assert c[0, 1] > 0.95 and abs(c[0, 2]) < 0.1
+    assert np.allclose(z.var(0), mu.var(0) + 0.01, rtol=0.1)
+    assert torch.equal(fitted_prior(mu, logvar, 5, seed=1), fitted_prior(mu, logvar, 5, seed=1))
+    with pytest.raises(ValueError, match=">= 2 encoded windows"):
+        fitted_prior(mu[:1], logvar[:1], 5)

@@ -19,7 +19,8 @@ What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.met
   is only better than unconditional where its cell beats the baseline's.
 * **Prior samples** (z ~ N(0, I), temperature 1, grammar; ``N_PRIOR`` by default): validity rate, muspy
   metrics, CC activity, overlapping areas against the split, novelty against the training split (with the split's
-  own values as reference).
+  own values as reference). ``prior_fitted``: the same for as many z from the Gaussian fitted to the training
+  split's posteriors (``encoding.fitted_prior``), which keeps the correlations between z's dimensions.
 
 Ratios of sums (CE, usage gap: nats over tokens) get CIs by resampling examples; means get percentile bootstrap CIs.
 """
@@ -45,6 +46,7 @@ from vaelib.data.curation import load_meta, load_split, load_tokenizer
 from vaelib.data.tokenizer import EOS, PAD, TYPE_NAMES
 from vaelib.evaluation.mrstft import mr_stft_performances
 from vaelib.model.checkpoint import list_checkpoints, load_model
+from vaelib.model.encoding import encode_split, fitted_prior
 from vaelib.model.generation import decode, sample
 from vaelib.model.objective import kl_per_dim, token_ce
 from vaelib.runs import find_runs, objective_label
@@ -213,11 +215,12 @@ def score_pairs(refs, ests, ref_ids, est_ids, tokenizer, render: bool = True, n_
     return out
 
 
-def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int = 0) -> dict:
-    """Validity, muspy metrics, CC activity, overlapping areas vs the split and novelty vs train for n prior samples,
-    each next to the same statistic of the real split (``reference_*``)."""
+def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int = 0,
+                  z: torch.Tensor | None = None) -> dict:
+    """Validity, muspy metrics, CC activity, overlapping areas vs the split and novelty vs train for n prior samples
+    (z ~ N(0, I), or the given ``z``), each next to the same statistic of the real split (``reference_*``)."""
 
-    seqs = sample(model, n, seed=seed, tokenizer=tokenizer, grammar=True)
+    seqs = sample(model, n, seed=seed, z=z, tokenizer=tokenizer, grammar=True)
     gen = [tokenizer.decode(s) for s in seqs]
     per = lambda perfs, f: pd.DataFrame([f(p) for p in perfs]).mean().to_dict()  # noqa: E731
     out = {"n_samples": n, "validity_rate": float(np.mean([M.is_valid(s, tokenizer) for s in seqs])),
@@ -290,8 +293,15 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         train_perfs = [tk.decode(np.asarray(s, np.int64)) for s in train_seqs]
     except (FileNotFoundError, OSError):
         train_perfs = []
-    say(f"{n_prior or min(len(seqs), N_PRIOR)} prior samples (4/4)")
-    prior = prior_metrics(model, tk, n_prior or min(len(seqs), N_PRIOR), refs, train_perfs, seed)
+    say(f"{n_prior or min(len(seqs), N_PRIOR)} prior samples from N(0, I) and as many from the Gaussian fitted to the "
+        "training posteriors (4/4)")
+    n_prior = n_prior or min(len(seqs), N_PRIOR)
+    prior = prior_metrics(model, tk, n_prior, refs, train_perfs, seed)
+    if len(train_perfs) >= 2:  # the same statistics for z from the Gaussian fitted to the training posteriors
+        z_fit = fitted_prior(*encode_split(model, train_seqs), n_prior, seed)
+        prior_fitted = prior_metrics(model, tk, n_prior, refs, train_perfs, seed, z=z_fit)
+    else:
+        prior_fitted = None
 
     S = lambda x: M.summarize(x, seed)  # noqa: E731
     gap = M.ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)
@@ -340,6 +350,7 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
                         "mr_stft": M.paired_test(rec["mr_stft"], base["mr_stft"], seed=seed)},
         "recon_validity_rate": float(np.mean([M.is_valid(s, tk) for s in recon_ids])),
         "prior": prior,
+        **({"prior_fitted": prior_fitted} if prior_fitted else {}),
         # paths relative to the run folder, so the record stays valid when the results folder is moved
         "run": {"run_dir": run_dir.resolve().name, "data_dir": Path(os.path.relpath(data_dir.resolve(),
                                                                                    run_dir.resolve())).as_posix(),

@@ -156,13 +156,18 @@ def runs_frame(results: dict[str, dict]) -> pd.DataFrame:
 
 
 def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
-    """Prior-sample statistics per run, plus a "test set" row with the real split's values where defined."""
+    """Prior-sample statistics per run (z ~ N(0, I); a "(fitted prior)" row for z from the Gaussian fitted to the
+    training posteriors, where evaluated), plus a "test set" row with the real split's values where defined."""
     rows, ref = {}, {}
     for run, m in results.items():
+        for key, name in (("prior", run), ("prior_fitted", f"{run} (fitted prior)")):
+            p = m.get(key)
+            if p is None:
+                continue
+            rows[name] = {"validity_rate": p["validity_rate"], **p["muspy"], **p["cc_activity"],
+                          **{f"oa_{k}": v for k, v in p["overlapping_area"].items()},
+                          "novelty": p.get("novelty", {}).get("value", np.nan)}
         p = m["prior"]
-        rows[run] = {"validity_rate": p["validity_rate"], **p["muspy"], **p["cc_activity"],
-                     **{f"oa_{k}": v for k, v in p["overlapping_area"].items()},
-                     "novelty": p.get("novelty", {}).get("value", np.nan)}
         ref = {**p["reference_muspy"], **p["reference_cc_activity"],
                **{f"oa_{k}": v for k, v in p.get("reference_overlapping_area", {}).items()},
                "novelty": p.get("reference_novelty", {}).get("value", np.nan)}

@@ -20,3 +20,20 @@ def encode_split(model, seqs, batch_size: int = 64) -> tuple[np.ndarray, np.ndar
         mus.append(mu.float().cpu().numpy())
         lvs.append(logvar.float().cpu().numpy())
     return np.concatenate(mus), np.concatenate(lvs)
+
+
+def fitted_prior(mu: np.ndarray, logvar: np.ndarray, n: int, seed: int = 0) -> torch.Tensor:
+    """(n, D) draws from the Gaussian moment-matched to the aggregate posterior q(z) = mean_i N(μ_i, diag σ_i²) of
+    encoded windows (``mu``, ``logvar`` (N, D), e.g. the training split's): mean E[μ], covariance Cov(μ) + diag E[σ²].
+
+    N(0, I) draws every dimension of z independently; the data does not. With one z slot per beat, a bar's beats
+    repeat in the next bar, so their slots correlate, and independent slots give up that repetition. The fitted
+    Gaussian keeps the correlations (ex-post density estimation, as in Ghosh et al. 2020's regularised autoencoders);
+    the E[σ²] term keeps its covariance full-rank when there are fewer windows than dimensions."""
+    mu, var = np.asarray(mu, np.float64), np.exp(np.asarray(logvar, np.float64))
+    if len(mu) < 2:
+        raise ValueError(f"fitting a prior needs >= 2 encoded windows, got {len(mu)}")
+    cov = np.cov(mu, rowvar=False) + np.diag(var.mean(0))
+    chol = np.linalg.cholesky(cov + 1e-8 * np.eye(len(cov)))
+    eps = np.random.default_rng(seed).standard_normal((n, mu.shape[1]))
+    return torch.as_tensor(mu.mean(0) + eps @ chol.T, dtype=torch.float32)

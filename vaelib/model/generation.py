@@ -193,10 +193,11 @@ def prior(model, n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, model.config.latent_dim, generator=g)
 
 
-def sample(model, n: int, seed: int = 0, **kw) -> list[np.ndarray]:
-    """n sequences decoded from z ~ N(0, I); ``seed`` fixes both z and the token draws."""
+def sample(model, n: int, seed: int = 0, z: torch.Tensor | None = None, **kw) -> list[np.ndarray]:
+    """n sequences decoded from z ~ N(0, I) (or from the given ``z`` (n, D), e.g. ``encoding.fitted_prior``'s);
+    ``seed`` fixes both z and the token draws."""
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed + 1)
-    return decode(model, prior(model, n, seed), generator=kw.pop("generator", g), **kw)
+    return decode(model, prior(model, n, seed) if z is None else z, generator=kw.pop("generator", g), **kw)
 
 
 def to_performances(tokenizer: Tokenizer, seqs, tempo_bpm: float = 140.0, style: str = "",

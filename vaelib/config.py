@@ -112,6 +112,11 @@ class ModelConfig:
     # not a multiple of the beats), each encoded from its beat's tokens and, with the notes head, read back into that
     # beat's steps by weights that every beat shares (see VAE._beat_pool).
     pool: str = "mean"
+    # With pool="beat" (and one slot per beat): z holds each beat position's pattern once, shared by that beat in every
+    # bar (4 slots of latent_dim / 16 dims), and each beat its own variation (16 slots of 3/4 of that). A beat's
+    # read-out sees its pattern and its variation. Under N(0, I) the pattern then repeats from bar to bar as the
+    # data's does; with independent beat slots a prior sample's bars do not share a groove.
+    bar_pattern: bool = False
     n_pool: int = 16
     grid_slot_dim: int = 8  # pool="grid" and "beat": per grid step, its tokens' mean state (and onset) in these dims
     notes_slot_dim: int = 32  # the notes head reads z into this many dims per grid step

@@ -265,7 +265,7 @@ def test_cc_plan_biases_each_lanes_values_at_the_elapsed_step_and_nothing_else()
     with torch.no_grad():
         m.cc_plan.gain.copy_(torch.linspace(0.5, 2.0, m.layout.n_cc))
         z = m.encode(ids)[0]
-        lp = m.cc_plan(z)
+        lp = m.cc_plan(m.slots(z))
         assert lp.shape == (3, 128, m.layout.n_cc, 128)
         assert torch.allclose(lp.exp().sum(-1), torch.ones(3, 128, m.layout.n_cc), atol=1e-5)
         biased = m.decode(z, ids[:, :-1])
@@ -295,3 +295,33 @@ def test_cc_pool_hands_each_beat_slot_its_steps_lane_values():
         VAE(_rich(pool="mean", cc_pool=True))
     with pytest.raises(ValueError, match="cc_copy needs cc_plan"):
         VAE(_rich(cc_copy=True))
+
+
+def test_bar_pattern_shares_each_beats_pattern_across_the_bars():
+    """With bar_pattern, z's first 4 x pattern_dim dims are the 4 beat positions' patterns: moving beat 1's pattern
+    changes the notes head at beat 1 of every bar and nowhere else; a beat's own variation moves that beat alone."""
+    torch.manual_seed(0)
+    m = VAE(_rich(pool="beat", latent_dim=64, plan_input=True, bar_pattern=True, cc_plan=True, cc_copy=True)).eval()
+    assert (m.pattern_dim, m.own_dim, m.slot_dim) == (4, 3, 7)
+    z = torch.randn(2, 64)
+    with torch.no_grad():
+        base = m.notes_logits(z)
+        moved = lambda z2: (m.notes_logits(z2) - base).abs().amax(-1)  # noqa: E731 (B, 128 steps)
+        z2 = z.clone()
+        z2[:, 4:8] += 3.0  # beat 1's pattern
+        d = moved(z2).view(2, 4, 4, 8)  # (B, bar, beat, step)
+        assert float(d[:, :, 1].amin()) > 0 and float(d[:, :, [0, 2, 3]].max()) == 0
+        z3 = z.clone()
+        z3[:, 16 + 6 * 3:16 + 7 * 3] += 3.0  # slot 6 = bar 1, beat 2: its own variation
+        d = moved(z3).view(2, 16, 8)
+        assert float(d[:, 6].amin()) > 0 and float(d[:, [i for i in range(16) if i != 6]].max()) == 0
+        _, ids = _real_batch()
+        mu, logvar = m.encode(ids)
+        assert mu.shape == logvar.shape == (3, 64)
+        state = m.start(mu, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(mu, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    with pytest.raises(ValueError, match="bar_pattern needs"):
+        VAE(_rich(pool="beat", latent_dim=16, bar_pattern=True))

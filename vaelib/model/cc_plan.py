@@ -24,16 +24,15 @@ N_VALUES = 128
 
 
 class CCPlan(nn.Module):
-    """z (B, D) -> (B, n_steps, n_cc, 128) log-probabilities of each lane's value at each grid step.
+    """z's slots -> (B, n_steps, n_cc, 128) log-probabilities of each lane's value at each grid step.
 
     The read-out mirrors the notes head: with beat slots each slot is read into its own steps by weights that every
     slot shares; otherwise one linear map reads all of z into every step."""
 
-    def __init__(self, c: ModelConfig, n_slots: int, n_cc: int):
+    def __init__(self, c: ModelConfig, n_slots: int, slot_dim: int, n_cc: int):
         super().__init__()
-        self.n_steps, self.n_cc = c.steps_per_bar * c.n_bars, n_cc
-        self.n_slots = n_slots if c.pool == "beat" else 1
-        self.read = nn.Linear(c.latent_dim // self.n_slots, self.n_steps // self.n_slots * c.notes_slot_dim)
+        self.n_steps, self.n_cc, self.n_slots = c.steps_per_bar * c.n_bars, n_cc, n_slots
+        self.read = nn.Linear(slot_dim, self.n_steps // n_slots * c.notes_slot_dim)
         self.up = nn.Sequential(nn.Linear(c.notes_slot_dim, c.d_model), nn.LayerNorm(c.d_model))
         self.pos = nn.Parameter(torch.zeros(self.n_steps, c.d_model))
         self.mlp = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, 2 * c.d_model), nn.GELU(),
@@ -50,9 +49,11 @@ class CCPlan(nn.Module):
         nn.init.normal_(self.pos, std=0.02)
         nn.init.ones_(self.gain)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        B = z.shape[0]
-        code = self.read(z.view(B, self.n_slots, -1)).reshape(B, self.n_steps, -1)
+    def forward(self, slots: torch.Tensor) -> torch.Tensor:
+        """slots (B, n_slots, slot_dim): z as ``VAE.slots`` lays it out (one slot holding all of z without beat
+        slots) -> (B, n_steps, n_cc, 128) log-probabilities."""
+        B = slots.shape[0]
+        code = self.read(slots).reshape(B, self.n_steps, -1)
         h = self.up(code) + self.pos
         h = h + self.mlp(h)
         mean, width = self.out(h).float().view(B, self.n_steps, self.n_cc, 2).unbind(-1)

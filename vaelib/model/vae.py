@@ -181,12 +181,20 @@ class VAE(nn.Module):
         self.slot_steps = c.steps_per_bar * c.n_bars // self.n_slots
         if c.pool == "beat" and c.steps_per_bar % 4:
             raise ValueError(f"pool='beat' needs steps_per_bar divisible by 4, got {c.steps_per_bar}")
+        # what each slot's read-out sees: its share of z, or with bar_pattern its beat's pattern and its own variation
+        self.slot_dim = c.latent_dim // self.n_slots if c.pool == "beat" else c.latent_dim
+        if c.bar_pattern:
+            if c.pool != "beat" or self.n_slots != 4 * c.n_bars or self.slot_dim % 4:
+                raise ValueError(f"bar_pattern needs pool='beat' with one slot per beat and latent_dim a multiple of "
+                                 f"{16 * c.n_bars}, got pool={c.pool!r}, latent_dim={c.latent_dim}")
+            self.pattern_dim, self.own_dim = self.slot_dim, 3 * self.slot_dim // 4
+            self.slot_dim = self.pattern_dim + self.own_dim
         if c.notes_head:
             n_steps = c.steps_per_bar * c.n_bars
             # z -> a small code per grid step -> d_model. Each step its own linear read-out of z; with beat slots, of
             # its slot, by one read-out that every slot shares
             if c.pool == "beat":
-                self.notes_in = nn.Linear(c.latent_dim // self.n_slots, self.slot_steps * c.notes_slot_dim)
+                self.notes_in = nn.Linear(self.slot_dim, self.slot_steps * c.notes_slot_dim)
             else:
                 self.notes_in = nn.Linear(c.latent_dim, n_steps * c.notes_slot_dim)
             self.notes_up = nn.Sequential(nn.Linear(c.notes_slot_dim, c.d_model), nn.LayerNorm(c.d_model))
@@ -204,7 +212,9 @@ class VAE(nn.Module):
             raise ValueError("cc_copy needs cc_plan")
         if c.cc_pool and c.pool != "beat":
             raise ValueError("cc_pool needs pool='beat'")
-        self.cc_plan = CCPlan(c, self.n_slots, self.layout.n_cc) if c.cc_plan else None
+        beat = c.pool == "beat"
+        self.cc_plan = (CCPlan(c, self.n_slots if beat else 1, self.slot_dim, self.layout.n_cc) if c.cc_plan
+                        else None)
         if c.plan_input:
             self.plan_ln = nn.LayerNorm(c.d_model)
             # the plan at the next event's step and at the step after it, normalised to the token embeddings' scale
@@ -232,6 +242,10 @@ class VAE(nn.Module):
             self.pool_ln = nn.LayerNorm(c.d_model)
             self.pool_slot = nn.Linear(c.d_model, c.d_model // 4)  # each slot's share of the pooled vector
             pooled_dim = c.n_pool * (c.d_model // 4)
+        if c.bar_pattern:  # each beat's variation from its own features, each pattern from its beat's in every bar
+            z_dim = self.own_dim
+            self.to_mu_pattern = nn.Linear(pooled_dim, self.pattern_dim)
+            self.to_logvar_pattern = nn.Linear(pooled_dim, self.pattern_dim)
         self.to_mu = nn.Linear(pooled_dim, z_dim)  # with beat slots, one head that every slot shares
         self.to_logvar = nn.Linear(pooled_dim, z_dim)
         self.to_memory = nn.Linear(c.latent_dim, c.n_memory * c.d_model)
@@ -312,9 +326,22 @@ class VAE(nn.Module):
     def plan(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> (B, n_steps, d): the notes head's hidden state per grid step."""
         B, S = z.shape[0], self.notes_pos.shape[0]
-        code = self.notes_in(z.view(B, self.n_slots, -1) if self.config.pool == "beat" else z)
+        code = self.notes_in(self.slots(z) if self.config.pool == "beat" else z)
         h = self.notes_up(code.reshape(B, S, -1)) + self.notes_pos  # (B, S, d)
         return h + self.notes_mlp(h)
+
+    def slots(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, D) -> (B, n_slots, slot_dim) what each slot's read-out sees: its share of z (beat slots; all of z
+        as one slot otherwise), or with ``bar_pattern`` its beat's pattern (z's first 4 x pattern_dim) beside its own
+        variation (the rest, one per beat in time order)."""
+        B = z.shape[0]
+        if self.config.pool != "beat":
+            return z[:, None]
+        if not self.config.bar_pattern:
+            return z.view(B, self.n_slots, -1)
+        n_pat = 4 * self.pattern_dim
+        pattern = z[:, :n_pat].view(B, 1, 4, self.pattern_dim).expand(B, self.config.n_bars, 4, self.pattern_dim)
+        return torch.cat([pattern.reshape(B, self.n_slots, -1), z[:, n_pat:].view(B, self.n_slots, -1)], -1)
 
     def cc_logits(self, plan: torch.Tensor) -> torch.Tensor:
         """plan (B, n_steps, d) -> (B, n_steps, n_cc, 128) logits of each lane's value at each step."""
@@ -352,7 +379,12 @@ class VAE(nn.Module):
                 if self.config.pool == "grid":
                     pooled = torch.cat([pooled, self._grid_pool(ids, x, keep)], 1)
             mu = self.to_mu(pooled).flatten(1)  # beat slots: (B, n_slots, D / n_slots) -> (B, D)
-            logvar = self.to_logvar(pooled).flatten(1).clamp(self.config.logvar_min, self.config.logvar_max)
+            logvar = self.to_logvar(pooled).flatten(1)
+            if self.config.bar_pattern:  # (B, 4 beats, pooled) each beat position's features averaged over the bars
+                per_beat = pooled.view(B, self.config.n_bars, 4, -1).mean(1)
+                mu = torch.cat([self.to_mu_pattern(per_beat).flatten(1), mu], 1)
+                logvar = torch.cat([self.to_logvar_pattern(per_beat).flatten(1), logvar], 1)
+            logvar = logvar.clamp(self.config.logvar_min, self.config.logvar_max)
         return mu, logvar
 
     def _grid_pool(self, ids: torch.Tensor, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -461,7 +493,7 @@ class VAE(nn.Module):
             x = block(x, mem)
         logits = self._logits(self.dec_ln(x))  # (B, T, V)
         if self.config.cc_copy:
-            rows = self.cc_plan.bias_rows(self.cc_plan(z))
+            rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)))
             logits = self._add_cc_bias(logits, CCPlan.bias_at(rows, self.layout.elapsed(ids_in) if elapsed is None
                                                               else elapsed))
         return logits
@@ -501,7 +533,7 @@ class VAE(nn.Module):
             out["notes_logits"] = self.notes_logits(z, plan)
             out["notes_targets"] = self.layout.onset_targets(ids, c.steps_per_bar * c.n_bars)
         if c.cc_head or c.cc_plan:
-            out["cc_logits"] = self.cc_logits(plan) if c.cc_head else self.cc_plan(z)  # the plan's are log-probs
+            out["cc_logits"] = self.cc_logits(plan) if c.cc_head else self.cc_plan(self.slots(z))  # the plan's are log-probs
             out["cc_targets"] = self.layout.cc_targets(ids, c.steps_per_bar * c.n_bars)
         return out
 
@@ -528,7 +560,7 @@ class VAE(nn.Module):
             state.plan_rows = self._plan_rows(plan)
         if c.cc_copy:
             state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
-            state.cc_rows = self.cc_plan.bias_rows(self.cc_plan(z))
+            state.cc_rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)))
         return state
 
     @torch.no_grad()

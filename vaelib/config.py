@@ -217,14 +217,16 @@ LATENT_DIMS = (128, 256, 384, 512)  # paper §4.2
 _PAPER = ExperimentConfig(name="paper")
 
 # The recommended model and objective. The model: factorised embedding and head, structural inputs, the notes head,
-# its plan as decoder memory and as decoder input at the elapsed step, beat slots (see ModelConfig); the latent
-# pathway learns at 3x the Transformer's rate (TrainConfig.latent_lr_scale). The objective: the defences against
+# its plan as decoder memory and as decoder input at the elapsed step, beat slots that also see their steps' CC
+# values, and the CC plan biasing the decoder's CC logits (see ModelConfig); the latent pathway learns at 3x the
+# Transformer's rate (TrainConfig.latent_lr_scale). The CC plan has no loss of its own (cc_weight 0): the decoder's
+# CE trains it through the bias, and its own loss cost the notes in the pilots (docs/experiments.md). The objective: the defences against
 # posterior collapse (free bits keep each dimension's KL at >= 0.25 nats, a beta=0 phase opens each cycle, word
 # dropout makes the decoder lean on z), beta_max 0.5 instead of 8, and the notes loss at weight 4. Encoding a nat of
 # information in z costs beta nats of KL and saves at most (1 + notes_weight) nats of loss (the decoder's CE and the
 # notes head's), so at beta_max 8 only what fits under the free bits is worth encoding (docs/experiments.md).
 _RECOMMENDED_MODEL = dict(embedding="factorised", structural=True, notes_head=True, plan_memory=True, pool="beat",
-                          plan_input=True)
+                          plan_input=True, cc_plan=True, cc_copy=True, cc_pool=True)
 _RECOMMENDED = replace(
     _PAPER, name="recommended",
     model=replace(_PAPER.model, **_RECOMMENDED_MODEL),

@@ -46,6 +46,8 @@ summary = {
     "prior_polyphony": round(pm["muspy"].get("polyphony", float("nan")), 2),
     "prior_overlap": {k: round(v, 2) for k, v in pm["overlapping_area"].items()},
     "prior_groove": round(pm["muspy"].get("groove_consistency", float("nan")), 3),
+    "fitted_prior_polyphony": round(m.get("prior_fitted", pm)["muspy"].get("polyphony", float("nan")), 2),
+    "fitted_prior_groove": round(m.get("prior_fitted", pm)["muspy"].get("groove_consistency", float("nan")), 3),
     "what_z_carries": m.get("what_z_carries"),
 }
 print(json.dumps(summary))

@@ -244,7 +244,7 @@ def test_beat_slots_each_hold_their_own_beat():
 
 def test_cc_targets_are_the_lanes_values_in_force_and_the_cc_head_reads_the_plan():
     perfs, ids = _real_batch()
-    m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_head=True)).eval()
+    m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_head=True, cc_plan=False, cc_copy=False)).eval()
     tg = m.layout.cc_targets(ids, 128)  # (B, 128, n_cc)
     for b, p in enumerate(perfs):
         # the layout's lanes are the tokenizer's CC order, and every lane has a value from step 0
@@ -294,7 +294,7 @@ def test_cc_pool_hands_each_beat_slot_its_steps_lane_values():
     with pytest.raises(ValueError, match="cc_pool needs pool='beat'"):
         VAE(_rich(pool="mean", cc_pool=True))
     with pytest.raises(ValueError, match="cc_copy needs cc_plan"):
-        VAE(_rich(cc_copy=True))
+        VAE(_rich(cc_plan=False, cc_copy=True))
 
 
 def test_bar_pattern_shares_each_beats_pattern_across_the_bars():

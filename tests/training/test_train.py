@@ -132,7 +132,8 @@ def test_collapse_diagnostics_see_an_ignored_latent(data_dir):
     batches = [pad_batch(load_split(data_dir, "val")[:2]), pad_batch(load_split(data_dir, "test")[:2])]
     with torch.no_grad():  # cut every path from z to the decoder: the decoder now ignores z by construction
         z_paths = ([model.to_memory] + ([model.to_input] if model.to_input is not None else [])
-                   + ([model.notes_in] if model.config.plan_memory else []))
+                   + ([model.notes_in] if model.config.plan_memory else [])
+                   + ([model.cc_plan.read] if model.config.cc_copy else []))
         for p in (q for m in z_paths for q in m.parameters()):
             p.zero_()
     d = collapse_diagnostics(model, batches)

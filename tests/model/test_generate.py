@@ -195,6 +195,10 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
         assert any(x.type == "note_on" and x.velocity > 0 for x in msgs)
         assert any(x.type == "control_change" for x in msgs)
         assert sf.info(str(w)).samplerate == 44100
+    # z from the Gaussian fitted to the training posteriors: as many files, from other draws of z
+    main(["--run-dir", str(tmp_path / "run dir"), "--n", "2", "--out", str(tmp_path / "fitted"), "--no-grammar",
+          "--fitted-prior", str(tmp_path / "data")])
+    assert len(list((tmp_path / "fitted").glob("*.mid"))) == 2
 
 
 def test_greedy_picks_the_likeliest_event_then_its_value():

@@ -6,7 +6,7 @@ prior N(0, I); ``reconstruct`` decodes mu(x) greedily; ``slerp``/``interpolate``
 between latent vectors. The CLI writes MIDI (with every CC) and 44.1 kHz WAV files::
 
     python -m vaelib.model.generation --run-dir RUN --n 16 --out DIR [--temperature 1.0] [--top-k 0]
-        [--top-p 1.0] [--seed 0] [--no-grammar] [--monophonic]
+        [--top-p 1.0] [--seed 0] [--no-grammar] [--monophonic] [--fitted-prior DATA_DIR]
 
 Without the grammar the output still decodes to a valid performance: the tokenizer's
 decode is total, and EOS is forced at ``max_len``.
@@ -21,12 +21,13 @@ import torch
 
 from vaelib.config import TokenizerConfig
 from vaelib.controllers import load_cc_map
+from vaelib.data.curation import load_split
 from vaelib.data.grammar import Grammar
 from vaelib.data.midi import clean_name, write_midi
 from vaelib.data.performance import Performance
 from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
 from vaelib.model.checkpoint import load_model
-from vaelib.model.encoding import encode_split
+from vaelib.model.encoding import encode_split, fitted_prior
 from vaelib.synth import render
 from vaelib.synth.audio import write_wav
 
@@ -275,11 +276,17 @@ def main(argv=None) -> None:
     ap.add_argument("--tempo-bpm", type=float, default=140.0)
     ap.add_argument("--sample-rate", type=int, default=44100)
     ap.add_argument("--cc-map", default=None, help="JSON CC map (CC number -> built-in synth parameter) for the .wav")
+    ap.add_argument("--fitted-prior", default=None, metavar="DATA_DIR",
+                    help="draw z from the Gaussian fitted to the posteriors of DATA_DIR's training split instead of "
+                         "N(0, I): its samples keep the data's bar-to-bar groove better")
     a = ap.parse_args(argv)
 
     model, config = load_model(a.run_dir)
     tk = Tokenizer(config.data.tokenizer)
-    seqs = sample(model, a.n, seed=a.seed, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+    z = None
+    if a.fitted_prior:
+        z = fitted_prior(*encode_split(model, load_split(a.fitted_prior, "train")), a.n, a.seed)
+    seqs = sample(model, a.n, seed=a.seed, z=z, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                   grammar=not a.no_grammar, monophonic=a.monophonic, tokenizer=tk)
     name = clean_name(f"{Path(a.run_dir).resolve().name}_seed{a.seed}")
     perfs = to_performances(tk, seqs, tempo_bpm=a.tempo_bpm, source=name)

@@ -1,5 +1,5 @@
-"""The learning curve of the `small` preset at one latent size: CE (overall and by token type) and reconstruction
-onset F1 against training tokens, up to ``--max-budget`` times the preset's own budget.
+"""The learning curve of the `small` preset at one latent size: CE (overall and by token type), reconstruction
+onset F1 and CC-ME against training tokens, up to ``--max-budget`` times the preset's own budget.
 
     OMP_NUM_THREADS=2 .venv/bin/python docs/learning_curve.py --latent-dim 384 --max-budget 8 \\
         --data results/small/data --out /tmp/curve --csv results/reference/learning_curve.csv
@@ -46,7 +46,9 @@ def write(rows):
     df = pd.DataFrame(rows)
     Path(a.csv).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(a.csv, index=False)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    has_cc = "cc_me" in df
+    fig, axes = plt.subplots(1, 3 if has_cc else 2, figsize=(15 if has_cc else 10, 3.8))
+    ax1, ax2 = axes[:2]
     for col in [c for c in df.columns if c.startswith("ce_")] + ["recon_ce"]:
         ax1.plot(df.train_tokens / 1e6, df[col], marker="o", lw=2.5 if col == "recon_ce" else 1.2,
                  label="all tokens" if col == "recon_ce" else col[3:])
@@ -62,7 +64,14 @@ def write(rows):
             ylim=(0, 1), **ticks,
             title="Reconstruction onset F1")
     ax2.legend(fontsize=8)
-    for ax in (ax1, ax2):
+    if has_cc:
+        ax3 = axes[2]
+        ax3.plot(df.train_tokens / 1e6, df.cc_me, marker="o", label="reconstruction (own z)")
+        ax3.plot(df.train_tokens / 1e6, df.baseline_cc_me, marker="s", ls="--", label="unconditional (another window's z)")
+        ax3.set(xlabel="training tokens, millions (x the small budget)", ylabel="CC-ME (greedy decode)", xscale="log",
+                ylim=(0, None), **ticks, title="CC modulation error")
+        ax3.legend(fontsize=8)
+    for ax in axes:
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # only the measured budgets are labelled
     fig.tight_layout()
     fig.savefig(Path(a.csv).with_suffix(".png"), dpi=110)
@@ -95,6 +104,7 @@ for k in [int(x) for x in a.points.split(",")]:
     rows.append({"budget_x": k, "steps": steps, "train_tokens": int(tokens), "recon_ce": m["recon_ce"]["value"],
                  **{f"ce_{n}": v for n, v in m["ce_by_type"].items() if n != "special"},
                  "onset_f1": m["note_accuracy"]["value"], "baseline_onset_f1": m["baseline_note_accuracy"]["value"],
+                 "cc_me": m["cc_me"]["value"], "baseline_cc_me": m["baseline_cc_me"]["value"],
                  "kl": m["kl"]["value"], "usage_gap": m["usage_gap"]["value"],
                  "pitch_acc_own_z": own["pitch_accuracy"], "pitch_acc_other_z": other["pitch_accuracy"],
                  "wall_sec": round(time.time() - t0)})

@@ -401,9 +401,10 @@ class VAE(nn.Module):
         return self.pool_slot(grid).flatten(1)  # a step without onset contributes the bias alone
 
     def _beat_pool(self, ids: torch.Tensor, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """(B, n_slots, 2 d + slot_steps * grid_slot_dim): per slot (beat), the mean state of its tokens (a token belongs to
-        the step it happens at), the window's mean state, and each of its steps' NOTE_ON states summed and projected
-        to ``grid_slot_dim`` (as in ``_grid_pool``, a step's pitch stays bound to the step)."""
+        """(B, n_slots, pooled_dim): per slot (beat), the mean state of its tokens (a token belongs to the step it
+        happens at), the window's mean state, and each of its steps' NOTE_ON states summed and projected to
+        ``grid_slot_dim`` (as in ``_grid_pool``, a step's pitch stays bound to the step); with ``cc_pool`` also each
+        of its steps' lane values (scaled to [-1, 1]) and whether each lane is set yet."""
         c = self.config
         B, T, d = x.shape
         S, nb = c.steps_per_bar * c.n_bars, self.n_slots
@@ -467,12 +468,14 @@ class VAE(nn.Module):
         return self.to_input(z).unsqueeze(1) if self.to_input is not None else None  # (B, 1, d)
 
     def decode(self, z: torch.Tensor, ids_in: torch.Tensor, structure: torch.Tensor | None = None,
-               plan: torch.Tensor | None = None, elapsed: torch.Tensor | None = None) -> torch.Tensor:
+               plan: torch.Tensor | None = None, elapsed: torch.Tensor | None = None,
+               cc_log_probs: torch.Tensor | None = None) -> torch.Tensor:
         """z (B, D), ids_in (B, T) starting with BOS -> logits (B, T, V); position t predicts token t+1.
 
         ``structure`` (B, T, d) overrides ``extra_inputs(ids_in, plan)`` (training computes them from the ids before
-        word dropout; ``elapsed`` (B, T), the steps elapsed after each input token, likewise, for the CC plan's bias).
-        Causal attention alone is enough for padding: PAD only follows real
+        word dropout; ``elapsed`` (B, T), the steps elapsed after each input token, likewise, for the CC plan's bias;
+        ``cc_log_probs`` is ``self.cc_plan(self.slots(z))`` when the caller has it). Causal attention alone is enough
+        for padding: PAD only follows real
         tokens, so no real position can see one, and PAD positions are excluded from the loss."""
         B, T = ids_in.shape
         if T > self.config.max_len:
@@ -493,7 +496,7 @@ class VAE(nn.Module):
             x = block(x, mem)
         logits = self._logits(self.dec_ln(x))  # (B, T, V)
         if self.config.cc_copy:
-            rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)))
+            rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)) if cc_log_probs is None else cc_log_probs)
             logits = self._add_cc_bias(logits, CCPlan.bias_at(rows, self.layout.elapsed(ids_in) if elapsed is None
                                                               else elapsed))
         return logits
@@ -521,19 +524,20 @@ class VAE(nn.Module):
         plan = self.plan(z) if c.notes_head else None  # one pass serves the decoder and the notes head
         structure = self.extra_inputs(ids_in, plan)
         elapsed = self.layout.elapsed(ids_in) if c.cc_copy else None  # from the true tokens, as the structure
+        cc_lp = self.cc_plan(self.slots(z)) if c.cc_plan else None  # one pass serves the bias and the plan's loss
         if word_dropout > 0 and self.training:
             drop = torch.rand(ids_in.shape, device=ids.device, generator=generator) < word_dropout
             drop[:, 0] = False
             ids_in = ids_in.masked_fill(drop, PAD_ID)
             if structure is not None:
                 structure = structure.masked_fill(drop[..., None], 0.0)
-        out = {"logits": self.decode(z, ids_in, structure, plan, elapsed), "targets": targets, "mu": mu, "logvar": logvar,
-               "z": z}
+        out = {"logits": self.decode(z, ids_in, structure, plan, elapsed, cc_lp), "targets": targets, "mu": mu,
+               "logvar": logvar, "z": z}
         if c.notes_head:
             out["notes_logits"] = self.notes_logits(z, plan)
             out["notes_targets"] = self.layout.onset_targets(ids, c.steps_per_bar * c.n_bars)
         if c.cc_head or c.cc_plan:
-            out["cc_logits"] = self.cc_logits(plan) if c.cc_head else self.cc_plan(self.slots(z))  # the plan's are log-probs
+            out["cc_logits"] = self.cc_logits(plan) if c.cc_head else cc_lp  # the plan's are log-probabilities
             out["cc_targets"] = self.layout.cc_targets(ids, c.steps_per_bar * c.n_bars)
         return out
 

@@ -14,7 +14,7 @@ import threading
 
 CPU_SLOT = "cpu:"  # a device slot "cpu:<n>" is a CPU worker limited to n threads
 # glibc malloc for CPU workers: keep freed blocks in the heap instead of returning them to the kernel. By default a
-# `small` training step mmaps and unmaps its big activations (the 4,096 x 1,603 logits are 26 MB) and the kernel
+# `small` training step mmaps and unmaps its big activations (the 2,048 x 1,603 logits are 13 MB) and the kernel
 # zeroes fresh pages every step. The tunables below keep those pages (about half a 1-thread training's system time,
 # same peak RSS; docs/experiments.md). Other C libraries ignore the variable.
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296"

@@ -199,6 +199,13 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
     main(["--run-dir", str(tmp_path / "run dir"), "--n", "2", "--out", str(tmp_path / "fitted"), "--no-grammar",
           "--fitted-prior", str(tmp_path / "data")])
     assert len(list((tmp_path / "fitted").glob("*.mid"))) == 2
+    # z from the slot prior fitted to the same posteriors (a short fit: the CLI path, not the prior's quality)
+    main(["--run-dir", str(tmp_path / "run dir"), "--n", "2", "--out", str(tmp_path / "learned"), "--no-grammar",
+          "--learned-prior", str(tmp_path / "data"), "--learned-prior-steps", "20"])
+    assert len(list((tmp_path / "learned").glob("*.mid"))) == 2
+    with pytest.raises(SystemExit):
+        main(["--run-dir", str(tmp_path / "run dir"), "--out", str(tmp_path / "both"),
+              "--fitted-prior", str(tmp_path / "data"), "--learned-prior", str(tmp_path / "data")])
 
 
 def test_greedy_picks_the_likeliest_event_then_its_value():

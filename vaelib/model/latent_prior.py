@@ -33,7 +33,7 @@ def n_chunks(latent_dim: int, n_pool: int = 16) -> int:
 
 class SlotPrior(nn.Module):
     """Causal Transformer over z's ``n_slots`` slots (z (B, D) read as (B, n_slots, D / n_slots) in order); slot k's
-    Gaussian is read from the slots before it (slot 0's from a learned start vector)."""
+    mixture is read from the slots before it (slot 0's from a learned start vector)."""
 
     def __init__(self, latent_dim: int, n_slots: int, d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
                  dropout: float = 0.1, n_mix: int = 8):

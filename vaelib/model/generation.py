@@ -277,27 +277,26 @@ def main(argv=None) -> None:
     ap.add_argument("--tempo-bpm", type=float, default=140.0)
     ap.add_argument("--sample-rate", type=int, default=44100)
     ap.add_argument("--cc-map", default=None, help="JSON CC map (CC number -> built-in synth parameter) for the .wav")
-    ap.add_argument("--fitted-prior", default=None, metavar="DATA_DIR",
-                    help="draw z from the Gaussian fitted to the posteriors of DATA_DIR's training split instead of "
-                         "N(0, I): its samples keep the data's bar-to-bar groove better")
-    ap.add_argument("--learned-prior", default=None, metavar="DATA_DIR",
-                    help="draw z from a slot prior (latent_prior.SlotPrior: autoregressive over z's beat slots) fitted "
-                         "to the posteriors of DATA_DIR's training split, early-stopped on its validation split; a "
-                         "minute or two of fitting on one CPU core, and its samples groove more than the fitted "
-                         "Gaussian's")
+    priors = ap.add_mutually_exclusive_group()  # two ways to draw z instead of N(0, I): one at a time
+    priors.add_argument("--fitted-prior", default=None, metavar="DATA_DIR",
+                        help="draw z from the Gaussian fitted to the posteriors of DATA_DIR's training split "
+                             "instead of N(0, I): its samples keep the data's bar-to-bar groove better")
+    priors.add_argument("--learned-prior", default=None, metavar="DATA_DIR",
+                        help="draw z from a slot prior (latent_prior.SlotPrior: autoregressive over z's beat "
+                             "slots) fitted to the posteriors of DATA_DIR's training split, early-stopped on its "
+                             "validation split; a minute or two of fitting on one CPU core, and its samples groove "
+                             "more than the fitted Gaussian's")
     ap.add_argument("--learned-prior-steps", type=int, default=4000, help="optimizer steps fitting --learned-prior")
     a = ap.parse_args(argv)
 
     model, config = load_model(a.run_dir)
     tk = Tokenizer(config.data.tokenizer)
     z = None
-    if a.fitted_prior and a.learned_prior:
-        ap.error("--fitted-prior and --learned-prior are two priors: give one")
     if a.learned_prior:
         mu, logvar = encode_split(model, load_split(a.learned_prior, "train"))
         val_mu = encode_split(model, load_split(a.learned_prior, "val"))[0]
         z = fit_slot_prior(mu, logvar, val_mu, steps=a.learned_prior_steps, seed=a.seed).sample(a.n, a.seed)
-    if a.fitted_prior:
+    elif a.fitted_prior:
         z = fitted_prior(*encode_split(model, load_split(a.fitted_prior, "train")), a.n, a.seed)
     seqs = sample(model, a.n, seed=a.seed, z=z, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
                   grammar=not a.no_grammar, monophonic=a.monophonic, tokenizer=tk)

@@ -161,6 +161,9 @@ class TrainConfig:
     # learns far more slowly than the Transformer around it (docs/experiments.md).
     latent_lr_scale: float = 1.0
     cc_weight: float = 0.0  # weight of the CC head's or CC plan's loss (nats per sequence, summed over steps and lanes)
+    # Optimizer steps fitting the slot prior over z (vaelib.model.latent_prior) to the trained run's posteriors: the
+    # evaluation's "(learned prior)" samples and the default of ``vaelib-generate --learned-prior-steps``.
+    prior_steps: int = 4000
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ _SMALL = ExperimentConfig(
     # docs/experiments.md). The learning rate holds at its peak after the warm-up instead of a cosine decay to 0: the
     # budget ends long before the model converges (results/reference/learning_curve.csv).
     train=replace(_RECOMMENDED.train, epochs=6, batch_tokens=2048, max_batch_size=16, lr=1.1e-3,
-                  warmup_steps=50, min_lr_ratio=1.0, ckpt_every=100, eval_batches=2),
+                  warmup_steps=50, min_lr_ratio=1.0, ckpt_every=100, eval_batches=2, prior_steps=1500),
 )
 
 # Seconds per run: tests and nbval.
@@ -258,7 +261,7 @@ _TINY = ExperimentConfig(
     model=ModelConfig(max_len=512, d_model=32, n_heads=2, n_enc_layers=1, n_dec_layers=1, d_ff=64,
                       dropout=0.0, latent_dim=16, n_memory=2, **_RECOMMENDED_MODEL),
     train=replace(_RECOMMENDED.train, epochs=10, batch_tokens=4096, max_batch_size=16, lr=3e-3,
-                  warmup_steps=5, ckpt_every=20, eval_batches=2),
+                  warmup_steps=5, ckpt_every=20, eval_batches=2, prior_steps=100),
 )
 
 

@@ -94,6 +94,23 @@ def test_evaluate_run_end_to_end(tiny_run):
     frame = what_z_frame({"z16": saved})
     assert list(frame.index) == [("z16", "own z"), ("z16", "other z")]
     assert frame.loc[("z16", "own z"), "pitch acc."] == pytest.approx(own["pitch_accuracy"])
+    # both CC value rules decode the same latents; the headline is the mode's, and the expected value hedges
+    assert saved["decoding"] == {"rule": "greedy", "cc_value": "mode"}
+    mode, mean = saved["by_cc_value"]["mode"], saved["by_cc_value"]["mean"]
+    assert mode["cc_me"] == saved["cc_me"] and mode["baseline_cc_me"] == saved["baseline_cc_me"]
+    assert mode["note_accuracy"] == saved["note_accuracy"]
+    assert mode["cc_me_ratio"] == pytest.approx(saved["cc_me"]["value"] / saved["baseline_cc_me"]["value"])
+    assert mode["reference_cc_depth"] == mean["reference_cc_depth"] > 0
+    for r in (mode, mean):
+        assert 0 <= r["cc_me"]["value"] <= 1 and 0 <= r["cc_depth"] <= 0.5
+    from vaelib.evaluation.table import decoding_frame
+
+    dec = decoding_frame({"z16": saved})
+    assert list(dec.index) == [("z16", "mode"), ("z16", "mean")] and list(dec["headline"]) == [True, False]
+    # the slot prior's samples (the tiny preset fits it for its own prior_steps), scored like the others
+    learned = saved["prior_learned"]
+    assert learned["fit"] == {"steps": 100, "n_mix": 8, "early_stopped_on": "val"}
+    assert learned["n_samples"] == prior["n_samples"] and set(learned["muspy"]) == set(prior["muspy"])
     # the CLI writes the same file (deterministic: same seed, same checkpoint)
     main(["--run-dir", str(tiny_run / "z16"), "--data", str(tiny_run / "data"), "--limit", "16"])
     again = json.loads((tiny_run / "z16" / "metrics.json").read_text())
@@ -147,9 +164,10 @@ def test_table1_from_runs_with_seeds(tiny_run):
         assert (tiny_run / "table" / f).stat().st_size > 0, f
     md = (tiny_run / "table" / "table1.md").read_text()
     assert "CC-ME" in md and "MR-STFT" in md and ("collapsed" in md) == one["collapsed"]
+    assert "each CC takes its lane's likeliest value" in md and list(df["cc_value"]) == ["mode", "mode"]
     assert runs_frame({"z16": one}).loc["z16", "cc_me"] == one["cc_me"]["value"]
     prior = prior_frame({"z16": one})
-    assert list(prior.index) == ["z16", "z16 (fitted prior)", "test set"]
+    assert list(prior.index) == ["z16", "z16 (fitted prior)", "z16 (learned prior)", "test set"]
     assert prior.loc["z16", "validity_rate"] == one["prior"]["validity_rate"]
     # the fitted prior's samples are other draws of z, scored the same way
     fitted = one["prior_fitted"]

@@ -42,6 +42,13 @@ def test_cc_me_hand_computed_half_window():
     assert M.cc_me(ref, est) == pytest.approx(0.5)
 
 
+def test_cc_depth_is_the_set_lanes_mean_standard_deviation_over_time():
+    assert M.cc_depth(perf_with()) == 0.0  # no lane set
+    assert M.cc_depth(constant(64, lanes=(0, 3))) == 0.0
+    square = perf_with(cc_events=[(0, 0, 0), (64, 0, 127), (0, 1, 50)])  # 0 then 127: std 0.5; lane 1 flat
+    assert M.cc_depth(square) == pytest.approx(0.25)
+
+
 def test_cc_me_lanes_present_in_union_and_missing_lane_is_default():
     # lane 0 set on both sides and equal; lane 2 only in the estimate -> ref counts as default there
     ref = perf_with(cc_events=[(0, 0, 30)])

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from vaelib.config import TokenizerConfig
-from vaelib.model.generation import (argmax_by_event, decode, draw, event_levels, filter_logits, interpolate, reconstruct,
-                             sample, slerp)
+from vaelib.model.generation import (argmax_by_event, cc_values, decode, draw, event_levels, filter_logits,
+                                     interpolate, reconstruct, sample, slerp)
 from vaelib.data.grammar import Grammar, check_sequence
 from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
 
@@ -226,6 +226,34 @@ def test_greedy_picks_the_likeliest_event_then_its_value():
     assert argmax_by_event(logits, levels).tolist() == [TK.vel0 + 20, TK.cc0 + 3 * 128 + 99, TK.shift0 + 3]
     assert torch.equal(draw(logits, greedy=True, levels=levels), argmax_by_event(logits, levels))
     assert torch.equal(draw(logits, greedy=True), logits.argmax(-1))
+
+
+def test_greedy_mean_cc_value_takes_the_allowed_value_nearest_the_lanes_expectation(tiny_model):
+    levels, values = event_levels(TK), cc_values(TK)
+    logits = torch.full((3, TK.vocab_size), -30.0)
+    lane = TK.cc0 + 2 * 128
+    # row 0: two modes of a wobble, at 10 (p ~ .55) and 110 (p ~ .45): the mode is 10, the expectation ~55
+    logits[0, lane + 10], logits[0, lane + 110] = 5.2, 5.0
+    # row 1: the same, but value 55 and 54 are forbidden (the grammar): the nearest allowed value is taken
+    logits[1] = logits[0]
+    logits[1, lane + 54:lane + 56] = float("-inf")
+    # row 2: a note start; the expectation rule leaves every non-CC choice alone
+    logits[2, TK.vel0 + 7] = 4.0
+    mode = argmax_by_event(logits, levels)
+    mean = argmax_by_event(logits, levels, values)
+    assert mode.tolist() == [lane + 10, lane + 10, TK.vel0 + 7]
+    p = torch.softmax(logits[0, lane:lane + 128], -1)
+    expected = float((p * torch.arange(128)).sum())
+    assert 50 < expected < 60 and mean[0] == lane + round(expected)
+    assert mean[1] - lane == (53 if expected < 55 else 56) and mean[2] == TK.vel0 + 7
+    assert values[lane + 3] == 3 and values[TK.vel0] == -1 and values[TK.cc0 + 127] == 127
+    # through decode: both rules write grammatical sequences; an unknown rule is refused
+    z = torch.randn(4, tiny_model.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    for rule in ("mode", "mean"):
+        for s in decode(tiny_model, z, greedy=True, tokenizer=TK, max_len=128, cc_value=rule):
+            assert s[0] == BOS and s[-1] == EOS
+    with pytest.raises(ValueError, match="cc_value"):
+        decode(tiny_model, z, greedy=True, tokenizer=TK, cc_value="median")
 
 
 def test_fitted_prior_keeps_the_posteriors_mean_and_correlations():

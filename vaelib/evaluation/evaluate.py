@@ -10,17 +10,24 @@ What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.met
   Var_x μ_j > 0.01; CI = bootstrap over examples); ``usage_gap`` = NLL(x | z = μ(partner)) − NLL(x | μ(x)) in nats
   per token, partner = a seeded random other example (another source where possible). A run whose gap is below
   ``COLLAPSE_GAP`` nats/token (its 95 % CI reaches below it), or with no active unit, is flagged ``collapsed``.
-* **Free-running reconstructions**: greedy (event-level argmax, ``generate.argmax_by_event``), grammar-masked
-  decodes of μ(x) scored against the tokenized reference
-  with ``cc_me``, ``mr_stft`` (default VA synth, 22.05 kHz, per pair; ``mr_stft_noise_floor`` renders one reference
+* **Free-running reconstructions**: greedy (event-level argmax, ``generate.argmax_by_event``; each CC at its
+  lane's likeliest value, ``RECON_CC_VALUE``), grammar-masked decodes of μ(x) scored against the tokenized
+  reference with ``cc_me``, ``mr_stft`` (default VA synth, 22.05 kHz, per pair; ``mr_stft_noise_floor`` renders one reference
   twice and must be 0), ``note_accuracy`` (onset F1) and ``frame_accuracy``; ``cc_length_mismatch`` compares where
   the two token streams end (steps).
 * **Unconditional baseline**: the same decoder from the partner's μ, scored the same way (``baseline_*``); a model
-  is only better than unconditional where its cell beats the baseline's.
+  is only better than unconditional where its cell beats the baseline's. ``by_cc_value`` has CC-ME, onset F1 and
+  the modulation depth (``metrics.cc_depth``) of both, and their paired CC-ME test, for each way of choosing a CC's
+  value: ``mode``, the lane's likeliest value (the headline), and ``mean``, the value nearest its expected value,
+  which minimises the expected squared error that CC-ME measures by hedging towards the middle of the lane: it
+  lowers CC-ME and flattens the automation (no MR-STFT there).
 * **Prior samples** (z ~ N(0, I), temperature 1, grammar; ``N_PRIOR`` by default): validity rate, muspy
   metrics, CC activity, overlapping areas against the split, novelty against the training split (with the split's
   own values as reference). ``prior_fitted``: the same for as many z from the Gaussian fitted to the training
   split's posteriors (``encoding.fitted_prior``), which keeps the correlations between z's dimensions.
+  ``prior_learned``: the same for z from the slot prior fitted to the training posteriors
+  (``latent_prior.fit_slot_prior``, early-stopped on the validation split; what ``vaelib-generate --learned-prior``
+  draws from), which keeps the bars' shared groove.
 
 Ratios of sums (CE, usage gap: nats over tokens) get CIs by resampling examples; means get percentile bootstrap CIs.
 """
@@ -47,7 +54,8 @@ from vaelib.data.tokenizer import EOS, PAD, TYPE_NAMES
 from vaelib.evaluation.mrstft import mr_stft_performances
 from vaelib.model.checkpoint import list_checkpoints, load_model
 from vaelib.model.encoding import encode_split, fitted_prior
-from vaelib.model.generation import decode, sample
+from vaelib.model.generation import CC_VALUES, decode, sample
+from vaelib.model.latent_prior import fit_slot_prior
 from vaelib.model.objective import kl_per_dim, token_ce
 from vaelib.runs import find_runs, objective_label
 from vaelib.slots import threads_per_step
@@ -57,6 +65,10 @@ COLLAPSE_GAP = 0.01  # nats/token: below this the right z helps the decoder by <
 # prior samples per run by default: sampling is a large share of a run's scoring (free-running decodes of ~500
 # tokens). 64 still give validity, muspy means, overlap and novelty; the real-data reference is drawn at the same size.
 N_PRIOR = 64
+# How a reconstruction picks a CC's value within its chosen lane: the likeliest value ("mode"). "mean" (the value
+# nearest the lane's expected value) is scored beside it in ``by_cc_value``: the least expected squared error, so a
+# lower CC-ME, but a hedged curve with about half the data's modulation depth (docs/experiments.md, 2026-12-04).
+RECON_CC_VALUE = "mode"
 
 
 def is_collapsed(usage_gap: dict, active_units: dict) -> bool:
@@ -244,13 +256,15 @@ def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int =
 # ---------------------------------------------------------------------------- the run
 def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test", seed: int = 0,
                  n_prior: int | None = None, render: bool = True, n_workers: int = 1,
-                 device: str | None = None) -> dict:
+                 device: str | None = None, cc_value: str = RECON_CC_VALUE, prior_steps: int | None = None) -> dict:
     """Evaluate the newest checkpoint of ``run_dir`` on ``split`` of ``data_dir`` (first ``limit`` examples).
 
     Writes ``run_dir/metrics.json`` (each headline key ``{"value", "ci95": [lo, hi], "n"}``, plus extras) and
     ``run_dir/eval.csv`` (one row per example), both atomically, and returns the metrics dict. ``n_prior`` prior
     samples (default: as many as examples, at most ``N_PRIOR``); ``render=False`` skips MR-STFT; ``n_workers``
-    render processes; ``device`` for the model (default: CUDA when available, else CPU)."""
+    render processes; ``device`` for the model (default: CUDA when available, else CPU); ``cc_value`` the headline
+    reconstructions' CC value rule; ``prior_steps`` the slot prior's fitting steps (default: the run's
+    ``TrainConfig.prior_steps``; 0: no ``prior_learned``)."""
 
     t0 = time.time()
     run_dir, data_dir = Path(run_dir), Path(data_dir)
@@ -274,15 +288,37 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     kl_bd = kl_per_dim(tf["mu"], tf["logvar"])  # (N, D) nats
     kl_seq = kl_bd.sum(1)
 
-    # one greedy pass over both (batching leaves greedy output unchanged, and one batch of both is faster than two)
-    say(f"greedy decodes of {2 * len(seqs)} latents: reconstructions and the unconditional baseline (2/4)")
-    both = decode(model, np.concatenate([tf["mu"], tf["mu"][partner]]), greedy=True, tokenizer=tk, batch_size=256)
-    recon_ids, base_ids = both[:len(seqs)], both[len(seqs):]
-    recons = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(recon_ids, refs)]
-    bases = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(base_ids, refs)]
-    say("scoring the pairs" + (" (rendering audio for MR-STFT)" if render else "") + " (3/4)")
-    rec = score_pairs(refs, recons, seqs, recon_ids, tk, render, n_workers)
-    base = score_pairs(refs, bases, seqs, base_ids, tk, render, n_workers)
+    if cc_value not in CC_VALUES:
+        raise ValueError(f"cc_value must be one of {CC_VALUES}, got {cc_value!r}")
+    # one greedy pass over both per CC value rule (batching leaves greedy output unchanged, and one batch of both is
+    # faster than two); the headline rule's pairs are rendered for MR-STFT, the other's are only scored
+    say(f"greedy decodes of {2 * len(seqs)} latents: reconstructions and the unconditional baseline, CC values at "
+        f"the lane's {' and '.join(CC_VALUES)} (2/4)")
+    by_rule = {}
+    for rule in sorted(CC_VALUES, key=lambda r: r != cc_value):
+        both = decode(model, np.concatenate([tf["mu"], tf["mu"][partner]]), greedy=True, tokenizer=tk,
+                      batch_size=256, cc_value=rule)
+        recon_ids, base_ids = both[:len(seqs)], both[len(seqs):]
+        recons = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(recon_ids, refs)]
+        bases = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(base_ids, refs)]
+        if rule == cc_value:
+            say("scoring the pairs" + (" (rendering audio for MR-STFT)" if render else "") + " (3/4)")
+            rec = score_pairs(refs, recons, seqs, recon_ids, tk, render, n_workers)
+            base = score_pairs(refs, bases, seqs, base_ids, tk, render, n_workers)
+            r_, b_ = rec, base
+            head_ids = recon_ids
+        else:
+            r_ = score_pairs(refs, recons, seqs, recon_ids, tk, False)
+            b_ = score_pairs(refs, bases, seqs, base_ids, tk, False)
+        by_rule[rule] = {"cc_me": M.summarize(r_["cc_me"], seed), "baseline_cc_me": M.summarize(b_["cc_me"], seed),
+                         "cc_me_ratio": float(r_["cc_me"].mean() / max(b_["cc_me"].mean(), 1e-12)),
+                         "note_accuracy": M.summarize(r_["note_f1"], seed),
+                         "baseline_note_accuracy": M.summarize(b_["note_f1"], seed),
+                         "vs_baseline_cc_me": M.paired_test(r_["cc_me"], b_["cc_me"], seed=seed),
+                         "cc_depth": float(np.mean([M.cc_depth(p) for p in recons])),
+                         "baseline_cc_depth": float(np.mean([M.cc_depth(p) for p in bases])),
+                         "reference_cc_depth": float(np.mean([M.cc_depth(p) for p in refs]))}
+    recon_ids = head_ids
     floor = math.nan
     if render:
 
@@ -293,15 +329,26 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         train_perfs = [tk.decode(np.asarray(s, np.int64)) for s in train_seqs]
     except (FileNotFoundError, OSError):
         train_perfs = []
-    say(f"{n_prior or min(len(seqs), N_PRIOR)} prior samples from N(0, I) and as many from the Gaussian fitted to the "
-        "training posteriors (4/4)")
+    say(f"{n_prior or min(len(seqs), N_PRIOR)} prior samples each from N(0, I), the Gaussian fitted to the training "
+        "posteriors and the slot prior fitted to them (4/4)")
     n_prior = n_prior or min(len(seqs), N_PRIOR)
     prior = prior_metrics(model, tk, n_prior, refs, train_perfs, seed)
-    if len(train_perfs) >= 2:  # the same statistics for z from the Gaussian fitted to the training posteriors
-        z_fit = fitted_prior(*encode_split(model, train_seqs), n_prior, seed)
+    prior_fitted = prior_learned = None
+    if len(train_perfs) >= 2:  # the same statistics for z from priors fitted to the training posteriors
+        mu_train, logvar_train = encode_split(model, train_seqs)
+        z_fit = fitted_prior(mu_train, logvar_train, n_prior, seed)
         prior_fitted = prior_metrics(model, tk, n_prior, refs, train_perfs, seed, z=z_fit)
-    else:
-        prior_fitted = None
+        prior_steps = config.train.prior_steps if prior_steps is None else prior_steps
+        if prior_steps:
+            try:
+                val_mu = encode_split(model, load_split(data_dir, "val"))[0]
+            except (FileNotFoundError, OSError):
+                val_mu = None
+            slot_prior = fit_slot_prior(mu_train, logvar_train, val_mu, steps=prior_steps, seed=seed)
+            z_learned = slot_prior.sample(n_prior, seed)
+            prior_learned = prior_metrics(model, tk, n_prior, refs, train_perfs, seed, z=z_learned)
+            prior_learned["fit"] = {"steps": prior_steps, "n_mix": slot_prior.n_mix,
+                                    "early_stopped_on": "val" if val_mu is not None and len(val_mu) else None}
 
     S = lambda x: M.summarize(x, seed)  # noqa: E731
     gap = M.ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)
@@ -345,12 +392,15 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         "baseline_mr_stft": S(base["mr_stft"]),
         "baseline_note_accuracy": S(base["note_f1"]),
         "baseline_frame_accuracy": S(base["frame_accuracy"]),
+        "decoding": {"rule": "greedy", "cc_value": cc_value},
+        "by_cc_value": by_rule,
         "vs_baseline": {"cc_me": M.paired_test(rec["cc_me"], base["cc_me"], seed=seed),
                         "note_accuracy": M.paired_test(rec["note_f1"], base["note_f1"], seed=seed),
                         "mr_stft": M.paired_test(rec["mr_stft"], base["mr_stft"], seed=seed)},
         "recon_validity_rate": float(np.mean([M.is_valid(s, tk) for s in recon_ids])),
         "prior": prior,
         **({"prior_fitted": prior_fitted} if prior_fitted else {}),
+        **({"prior_learned": prior_learned} if prior_learned else {}),
         # paths relative to the run folder, so the record stays valid when the results folder is moved
         "run": {"run_dir": run_dir.resolve().name, "data_dir": Path(os.path.relpath(data_dir.resolve(),
                                                                                    run_dir.resolve())).as_posix(),

@@ -73,6 +73,14 @@ def cc_me(ref: Performance, est: Performance) -> float:
     return float(np.mean(list(per.values()))) if per else 0.0
 
 
+def cc_depth(perf: Performance) -> float:
+    """Modulation depth: the standard deviation over time of each set lane's [0, 1] curve, averaged over the set
+    lanes (0 with none). CC-ME rewards a curve that hedges towards its lane's middle; this shows what it gave up."""
+    curves = perf.cc_curves()
+    present = (perf.cc >= 0).any(1)
+    return float(curves[present].std(1).mean()) if present.any() else 0.0
+
+
 def length_mismatch_steps(ref: Performance, est: Performance) -> int:
     """est.n_steps - ref.n_steps (grid steps); CC-ME itself holds/truncates, this reports the gap."""
     return int(est.n_steps - ref.n_steps)

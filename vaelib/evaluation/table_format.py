@@ -74,17 +74,36 @@ def objective_short(objective: str, control: bool = False) -> str:
     return name + (f", {m.group(1)} ep." if m else "")
 
 
-def caption(n_examples, n_seeds: int = 1) -> str:
-    """What a reader needs to read Table 1: n, the CI method, the baseline, the direction of each column."""
+CC_VALUE_NOTE = {
+    "mean": "each CC takes the value nearest its lane's expected value (the least expected squared error)",
+    "mode": "each CC takes its lane's likeliest value too",
+}
+
+
+def caption(n_examples, n_seeds: int = 1, cc_values=()) -> str:
+    """What a reader needs to read Table 1: n, the CI method, the decoder, the baseline, the direction of each
+    column. ``cc_values``: the runs' CC value rules (``evaluate.RECON_CC_VALUE``)."""
     n = ", ".join(sorted({str(int(x)) for x in n_examples if _finite(x)})) or "?"
     seeds = "one training seed per size" if n_seeds <= 1 else f"{n_seeds} seeds per size, averaged per piece"
     return (f"Means over n = {n} test pieces ({seeds}). Brackets: 95 % percentile bootstrap CI over pieces "
             "(2,000 resamples; CE and usage gap resample the pieces' summed nats and tokens). "
+            f"{decoder_note(cc_values)}"
             "“Uncond.” is the unconditional baseline: the same decoder given another test piece's z (from another "
             "source file), so a model reconstructs a piece only where it beats that column. Active units are a "
             "count (latent dimensions with Var(μ) > 0.01), shown without a CI. ↓ lower is better, ↑ higher is "
             "better; CC-ME and note F1 are on a 0-1 scale, CE and the usage gap in nats per token, KL in nats per "
             "piece.")
+
+
+def decoder_note(cc_values) -> str:
+    """One sentence on how the reconstructions were decoded (empty when no rule is known)."""
+    rules = [r for r in dict.fromkeys(cc_values) if isinstance(r, str) and r]
+    if not rules:
+        return ""
+    how = "; ".join(CC_VALUE_NOTE.get(r, r) for r in rules)
+    return (f"Reconstructions and the baseline are greedy decodes of z = μ: the likeliest event kind, then CC lane, "
+            f"then value; {how} (the other rule beside it: 03_evaluate and by_cc_value in each run's "
+            "metrics.json). ")
 
 
 PAIRED_NOTE = ("Read p_wilcoxon: the Wilcoxon signed-rank test on the per-piece differences (larger D minus smaller "
@@ -102,7 +121,7 @@ def legend(objectives, controls) -> list[str]:
     return list(seen.values())
 
 
-def markdown_notes(objectives, controls, n_examples, n_seeds: int = 1) -> str:
+def markdown_notes(objectives, controls, n_examples, n_seeds: int = 1, cc_values=()) -> str:
     """The legend and caption printed under Table 1 in ``table1.md``."""
     lines = ["", "Objective labels:"] + [f"- {x}" for x in legend(objectives, controls)]
-    return "\n".join(lines + ["", caption(n_examples, n_seeds), ""])
+    return "\n".join(lines + ["", caption(n_examples, n_seeds, cc_values), ""])

@@ -67,7 +67,7 @@ def event_levels(tk: Tokenizer, device=None) -> torch.Tensor:
     return torch.stack([kind, kind * (tk.n_cc + 1) + lane])
 
 
-def argmax_by_event(logits: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+def argmax_by_event(logits: torch.Tensor, levels: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
     """(B, V) logits -> (B,) ids: the most probable event kind first, then (for CCs) the most probable lane within
     it, then the most probable token within that.
 
@@ -75,23 +75,44 @@ def argmax_by_event(logits: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     1,280 CC ids), so where "a note starts" is the likeliest event, one CC value can still beat every single
     velocity bin, and a token-level argmax writes a window of CCs with no note (measured on the ``small`` models:
     most greedy reconstructions held one note, at the last step). This is the chain-rule argmax
-    argmax P(kind), argmax P(lane | kind), argmax P(token | lane)."""
+    argmax P(kind), argmax P(lane | kind), argmax P(token | lane).
+
+    ``values`` (V,) (``cc_values``) changes the last choice for CC tokens: instead of the likeliest value of the
+    chosen lane, the allowed value nearest the lane's expected value E[v | lane]. That is the decision with the
+    least expected squared error, the error CC-ME measures; the mode of a spread-out value distribution can sit
+    far from most of its mass. Notes, time shifts and velocities keep the argmax."""
     p = torch.softmax(logits.float(), dim=-1)  # (B, V); forbidden ids (-inf) get 0
     keep = torch.ones_like(p, dtype=torch.bool)
     for group in levels:  # (V,) group id of each token at this level
         mass = torch.zeros(p.shape[0], int(group.max()) + 1, dtype=p.dtype, device=p.device)
         mass.index_add_(1, group, p * keep)
         keep &= group[None] == mass.argmax(-1, keepdim=True)
-    return logits.masked_fill(~keep, float("-inf")).argmax(-1)
+    ids = logits.masked_fill(~keep, float("-inf")).argmax(-1)
+    if values is None:
+        return ids
+    has_value = values[ids] >= 0  # (B,) the chosen lane is a CC lane
+    q = p * keep  # the chosen lane's probabilities (0 elsewhere and where forbidden)
+    expected = (q * values.clamp_min(0)).sum(-1) / q.sum(-1).clamp_min(1e-30)  # (B,)
+    cost = (values[None] - expected[:, None]).abs().masked_fill(~(keep & (p > 0)), float("inf"))
+    return torch.where(has_value, cost.argmin(-1), ids)
+
+
+CC_VALUES = ("mode", "mean")
+
+
+def cc_values(tk: Tokenizer, device=None) -> torch.Tensor:
+    """(V,) float: each CC id's value 0..127, -1 for every other id (``argmax_by_event``'s ``values``)."""
+    ids = torch.arange(tk.vocab_size, device=device)
+    return torch.where(ids >= tk.cc0, ((ids - tk.cc0) % 128).float(), torch.full_like(ids, -1, dtype=torch.float))
 
 
 def draw(logits: torch.Tensor, generator: torch.Generator | None = None, greedy: bool = False,
-         levels: torch.Tensor | None = None) -> torch.Tensor:
+         levels: torch.Tensor | None = None, values: torch.Tensor | None = None) -> torch.Tensor:
     """(B, V) filtered logits -> (B,) token ids. ``greedy`` takes the argmax (``argmax_by_event`` when the event
     ``levels`` are given). Sampling uses one uniform per row by inverse CDF, so two decoders fed the same
     generator draw the same tokens from the same distributions."""
     if greedy:
-        return argmax_by_event(logits, levels) if levels is not None else logits.argmax(-1)
+        return argmax_by_event(logits, levels, values) if levels is not None else logits.argmax(-1)
     best = logits.argmax(-1)
     dev = generator.device if generator is not None else logits.device
     u = torch.rand(logits.shape[0], generator=generator, device=dev).to(logits.device)
@@ -125,13 +146,14 @@ class _Plain:
 
 @torch.no_grad()
 def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, monophonic, max_len,
-                  generator, use_cache) -> list[np.ndarray]:
+                  generator, use_cache, cc_value) -> list[np.ndarray]:
     B, dev = z.shape[0], z.device
     rules = (Grammar(tk, B, max_len=max_len, monophonic=monophonic, device=dev) if grammar
              else _Plain(model.config.vocab_size, B, max_len, dev))
     out = torch.full((B, max_len), PAD, dtype=torch.long, device=dev)
     out[:, 0] = BOS
     levels = event_levels(tk, dev) if greedy else None
+    values = cc_values(tk, dev) if greedy and cc_value == "mean" else None
     state = model.start(z, max_len=max_len) if use_cache else None
     rows = torch.arange(B, device=dev)  # the rows of `out` still decoding
     for t in range(1, max_len):
@@ -142,7 +164,7 @@ def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, m
         logits = logits.float().masked_fill(~rules.allowed(), float("-inf"))
         if not greedy:
             logits = filter_logits(logits, temperature, top_k, top_p)
-        tok = torch.where(rules.done, PAD, draw(logits, generator, greedy, levels))
+        tok = torch.where(rules.done, PAD, draw(logits, generator, greedy, levels, values))
         out[rows, t] = tok
         rules.update(tok)
         if bool(rules.done.all()):
@@ -165,17 +187,21 @@ def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, m
 def decode(model, z, *, greedy: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
            grammar: bool = True, monophonic: bool = False, max_len: int | None = None,
            generator: torch.Generator | None = None, batch_size: int = 64, tokenizer: Tokenizer | None = None,
-           use_cache: bool = True) -> list[np.ndarray]:
+           use_cache: bool = True, cc_value: str = "mode") -> list[np.ndarray]:
     """Latent vectors z (N, D) -> N int64 id arrays ``BOS ... EOS``.
 
     ``greedy`` decodes deterministically with the event-level argmax (``argmax_by_event``); otherwise tokens are
-    sampled at ``temperature`` after top-k / top-p filtering.
+    sampled at ``temperature`` after top-k / top-p filtering. With ``greedy``, ``cc_value`` picks each CC's value
+    within its chosen lane: ``"mode"`` the likeliest value, ``"mean"`` the allowed value nearest the expected one
+    (the least expected squared error; see ``argmax_by_event``).
 
     ``max_len`` (tokens incl. BOS/EOS) defaults to the smaller of the model's and the
     tokenizer's budget. ``use_cache=False`` recomputes the full prefix at every step (the
     reference the KV cache is tested against). ``tokenizer`` gives the id layout for the
     grammar (default: the default TokenizerConfig layout, checked against the vocab size).
     """
+    if cc_value not in CC_VALUES:
+        raise ValueError(f"cc_value must be one of {CC_VALUES}, got {cc_value!r}")
     model.eval()
     tk = tokenizer_for(model, tokenizer)
     z = torch.as_tensor(z, dtype=torch.float32, device=next(model.parameters()).device)
@@ -185,7 +211,7 @@ def decode(model, z, *, greedy: bool = False, temperature: float = 1.0, top_k: i
     for i in range(0, len(z), batch_size):
         seqs += _decode_batch(model, z[i:i + batch_size], tk, greedy=greedy, temperature=temperature, top_k=top_k,
                               top_p=top_p, grammar=grammar, monophonic=monophonic, max_len=max_len,
-                              generator=generator, use_cache=use_cache)
+                              generator=generator, use_cache=use_cache, cc_value=cc_value)
     return seqs
 
 
@@ -286,7 +312,8 @@ def main(argv=None) -> None:
                              "slots) fitted to the posteriors of DATA_DIR's training split, early-stopped on its "
                              "validation split; a minute or two of fitting on one CPU core, and its samples groove "
                              "more than the fitted Gaussian's")
-    ap.add_argument("--learned-prior-steps", type=int, default=4000, help="optimizer steps fitting --learned-prior")
+    ap.add_argument("--learned-prior-steps", type=int, default=None,
+                    help="optimizer steps fitting --learned-prior (default: the run's TrainConfig.prior_steps)")
     a = ap.parse_args(argv)
 
     model, config = load_model(a.run_dir)
@@ -295,7 +322,8 @@ def main(argv=None) -> None:
     if a.learned_prior:
         mu, logvar = encode_split(model, load_split(a.learned_prior, "train"))
         val_mu = encode_split(model, load_split(a.learned_prior, "val"))[0]
-        z = fit_slot_prior(mu, logvar, val_mu, steps=a.learned_prior_steps, seed=a.seed).sample(a.n, a.seed)
+        z = fit_slot_prior(mu, logvar, val_mu, steps=a.learned_prior_steps or config.train.prior_steps,
+                           seed=a.seed).sample(a.n, a.seed)
     elif a.fitted_prior:
         z = fitted_prior(*encode_split(model, load_split(a.fitted_prior, "train")), a.n, a.seed)
     seqs = sample(model, a.n, seed=a.seed, z=z, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,

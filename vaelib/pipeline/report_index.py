@@ -153,7 +153,7 @@ def render_table1(out) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     legend = "<br>".join(html.escape(x) for x in tf.legend(df["objective"], df["control"]))
     n_seeds = int(df["n_seeds"].max()) if "n_seeds" in df else 1
-    caption = html.escape(tf.caption(df.get("n_examples", []), n_seeds))
+    caption = html.escape(tf.caption(df.get("n_examples", []), n_seeds, df.get("cc_value", [])))
     return (f'<table class="t1"><caption><b>Table 1.</b> {caption}<br><b>Objective labels:</b> {legend}</caption>'
             f"{head}{''.join(rows)}</table>")
 

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from vaelib.evaluation.evaluate import evaluate_results, evaluate_run, is_fresh, main, partners
 from vaelib.runs import find_runs
@@ -209,3 +210,30 @@ def test_table1_shows_a_paper_control_as_its_own_row(tiny_run):
     verdicts = pd.read_csv(tiny_run / "table_control" / "table1_runs.csv")
     assert list(verdicts["run"]) == ["z16_s0", "z16_s1", "z16_paper"]
     assert all(v.startswith("collapsed" if c else "uses z") for v, c in zip(verdicts["verdict"], verdicts["collapsed"]))
+
+
+@pytest.mark.slow
+def test_the_evaluations_slot_prior_is_kept_for_the_reports_audio(tiny_run, tmp_path):
+    from vaelib.evaluation.listening import export_run_audio
+    from vaelib.model.checkpoint import list_checkpoints
+    from vaelib.model.latent_prior import PRIOR_FILE, load_slot_prior
+    from vaelib.pipeline.report_index import render_audio
+
+    if not (tiny_run / "z16" / "metrics.json").exists():
+        evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)
+    run = tmp_path / "z16"
+    shutil.copytree(tiny_run / "z16", run)
+    newest = list_checkpoints(run)[-1].name
+    prior = load_slot_prior(run, newest)
+    assert prior is not None and prior.latent_dim == 16 and prior.n_mix == 8
+    assert load_slot_prior(run, "step_99999999.pt") is None  # fitted to another checkpoint: not used
+    a, b = prior.sample(3, seed=4), prior.sample(3, seed=4)
+    assert a.shape == (3, 16) and torch.equal(a, b)
+    man = export_run_audio(run, tiny_run / "data", n_pairs=1, n_prior=2)
+    assert [p["file"] for p in man["learned_prior"]] == ["audio/learned_00.ogg", "audio/learned_01.ogg"]
+    assert all((run / p["file"]).stat().st_size > 0 for p in man["learned_prior"])
+    page = render_audio(tmp_path, {"z16": ["z16/audio/audio.json"]})
+    assert "learned slot prior" in page and page.count("<audio") == 2 + 2 + 2 and "<em>missing</em>" not in page
+    # without the prior (a run evaluated before it existed) the audio has N(0, I) samples only
+    (run / PRIOR_FILE).unlink()
+    assert "learned_prior" not in export_run_audio(run, tiny_run / "data", n_pairs=1, n_prior=2)

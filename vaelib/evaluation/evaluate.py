@@ -27,7 +27,7 @@ What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.met
   split's posteriors (``encoding.fitted_prior``), which keeps the correlations between z's dimensions.
   ``prior_learned``: the same for z from the slot prior fitted to the training posteriors
   (``latent_prior.fit_slot_prior``, early-stopped on the validation split; what ``vaelib-generate --learned-prior``
-  draws from), which keeps the bars' shared groove.
+  draws from), which keeps the bars' shared groove; the fitted prior is kept as ``RUN/slot_prior.pt``.
 
 Ratios of sums (CE, usage gap: nats over tokens) get CIs by resampling examples; means get percentile bootstrap CIs.
 """
@@ -55,7 +55,7 @@ from vaelib.evaluation.mrstft import mr_stft_performances
 from vaelib.model.checkpoint import list_checkpoints, load_model
 from vaelib.model.encoding import encode_split, fitted_prior
 from vaelib.model.generation import CC_VALUES, decode, sample
-from vaelib.model.latent_prior import fit_slot_prior
+from vaelib.model.latent_prior import fit_slot_prior, save_slot_prior
 from vaelib.model.objective import kl_per_dim, token_ce
 from vaelib.runs import find_runs, objective_label
 from vaelib.slots import threads_per_step
@@ -349,6 +349,9 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
             prior_learned = prior_metrics(model, tk, n_prior, refs, train_perfs, seed, z=z_learned)
             prior_learned["fit"] = {"steps": prior_steps, "n_mix": slot_prior.n_mix,
                                     "early_stopped_on": "val" if val_mu is not None and len(val_mu) else None}
+            ckpts = list_checkpoints(run_dir)
+            if ckpts:  # kept for the report's audio (``listening.export_run_audio``)
+                save_slot_prior(slot_prior, run_dir, ckpts[-1].name, steps=prior_steps)
 
     S = lambda x: M.summarize(x, seed)  # noqa: E731
     gap = M.ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)

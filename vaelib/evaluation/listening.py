@@ -26,8 +26,9 @@ from vaelib.data.curation import load_meta, load_performances, load_split, load_
 from vaelib.data.performance import Performance
 from vaelib.data.tokenizer import Tokenizer
 from vaelib.model.encoding import encode_split
-from vaelib.model.checkpoint import load_model
+from vaelib.model.checkpoint import list_checkpoints, load_model
 from vaelib.model.generation import decode, sample, to_performances
+from vaelib.model.latent_prior import load_slot_prior
 from vaelib.synth import render
 from vaelib.synth.audio import write_ogg, write_wav
 
@@ -300,7 +301,9 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
     * ``pair_<i>_original.ogg`` / ``pair_<i>_reconstruction.ogg``: the first ``n_pairs`` windows of ``split``
       (tokenized, as the evaluation scores them) and the greedy decode of their posterior mean μ(x), as in Table 1;
     * ``prior_<i>.ogg``: ``n_prior`` samples z ~ N(0, I) decoded at temperature 1 with the grammar, at the tempos
-      of the originals.
+      of the originals;
+    * ``learned_<i>.ogg``: as many samples with z from the run's slot prior (``RUN/slot_prior.pt``, fitted by the
+      evaluation to the newest checkpoint's posteriors), where there is one.
 
     Writes the manifest ``run_dir/audio/audio.json`` (file paths relative to ``run_dir``) and returns it."""
 
@@ -328,6 +331,15 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
                 "pairs": pairs,
                 "prior": [{"file": f"audio/{f}", "tempo_bpm": p.tempo_bpm, "notes": p.n_notes}
                           for f, p in zip(files, prior_perfs)]}
+    ckpts = list_checkpoints(run_dir)
+    slot_prior = load_slot_prior(run_dir, ckpts[-1].name) if ckpts else None
+    if slot_prior is not None and n_prior:
+        z = slot_prior.sample(n_prior, seed)
+        learned = [tk.decode(s, tempo_bpm=tempos[i % len(tempos)])
+                   for i, s in enumerate(sample(model, n_prior, seed=seed, z=z, tokenizer=tk, grammar=True))]
+        files = write_clips(learned, folder, [f"learned_{i:02d}" for i in range(len(learned))], sample_rate)
+        manifest["learned_prior"] = [{"file": f"audio/{f}", "tempo_bpm": p.tempo_bpm, "notes": p.n_notes}
+                                     for f, p in zip(files, learned)]
     _write_manifest(folder / AUDIO_MANIFEST, manifest)
     return manifest
 

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from vaelib.atomic import atomic_write
 from vaelib.config import ModelConfig
 from vaelib.model.blocks import EncoderBlock
+
+PRIOR_FILE = "slot_prior.pt"  # a run folder's fitted slot prior (written by the evaluation)
 
 
 def n_chunks(latent_dim: int, n_pool: int = 16) -> int:
@@ -38,6 +42,8 @@ class SlotPrior(nn.Module):
     def __init__(self, latent_dim: int, n_slots: int, d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
                  dropout: float = 0.1, n_mix: int = 8):
         super().__init__()
+        self.kwargs = dict(latent_dim=latent_dim, n_slots=n_slots, d_model=d_model, n_layers=n_layers,
+                           n_heads=n_heads, dropout=dropout, n_mix=n_mix)  # what ``load_slot_prior`` rebuilds
         if latent_dim % n_slots:
             raise ValueError(f"latent_dim {latent_dim} does not split into {n_slots} slots")
         self.latent_dim, self.n_slots, self.slot_dim = latent_dim, n_slots, latent_dim // n_slots
@@ -123,3 +129,24 @@ def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None
         prior.load_state_dict(best_state)
     prior.eval()
     return prior
+
+
+def save_slot_prior(prior: SlotPrior, run_dir, checkpoint: str, **info) -> Path:
+    """Write ``prior`` to ``run_dir/slot_prior.pt`` atomically, labelled with the VAE ``checkpoint`` (file name) whose
+    posteriors it was fitted to and any ``info`` (steps, ...)."""
+    state = {"kwargs": prior.kwargs, "state": prior.state_dict(), "checkpoint": checkpoint, **info}
+    return atomic_write(Path(run_dir) / PRIOR_FILE, lambda f: torch.save(state, f))
+
+
+def load_slot_prior(run_dir, checkpoint: str) -> SlotPrior | None:
+    """The slot prior saved in ``run_dir`` for the VAE ``checkpoint`` (file name), in eval mode; None when there is
+    none, or when it was fitted to another checkpoint (the run trained on since)."""
+    path = Path(run_dir) / PRIOR_FILE
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("checkpoint") != checkpoint:
+        return None
+    prior = SlotPrior(**state["kwargs"])
+    prior.load_state_dict(state["state"])
+    return prior.eval()

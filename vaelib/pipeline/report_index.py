@@ -231,12 +231,17 @@ def render_audio(out: Path, audio: dict) -> str:
                     f"<td>{_player(out, base + '/' + p['reconstruction'])}</td>"
                     f"<td>{p['notes'][0]} / {p['notes'][1]}</td></tr>" for p in man.get("pairs", []))
                 prior = " ".join(_player(out, base + "/" + p["file"]) for p in man.get("prior", []))
+                learned = " ".join(_player(out, base + "/" + p["file"]) for p in man.get("learned_prior", []))
+                n_samples = len(man.get("prior", [])) + len(man.get("learned_prior", []))
                 parts.append(
-                    f"<h3>{html.escape(run)}</h3><details{' open' if not parts else ''}><summary>{len(man.get('pairs', []))} test pieces: original "
-                    f"vs reconstruction; {len(man.get('prior', []))} prior samples</summary>"
-                    "<table><tr><th>#</th><th>style</th><th>original</th><th>reconstruction (greedy decode of μ)"
-                    f"</th><th>notes (orig. / rec.)</th></tr>{rows}</table>"
-                    f"<p>Prior samples z ~ N(0, I), temperature 1:</p><p>{prior}</p></details>")
+                    f"<h3>{html.escape(run)}</h3><details{' open' if not parts else ''}><summary>"
+                    f"{len(man.get('pairs', []))} test pieces: original vs reconstruction; {n_samples} prior samples"
+                    "</summary><table><tr><th>#</th><th>style</th><th>original</th><th>reconstruction (greedy decode"
+                    f" of μ)</th><th>notes (orig. / rec.)</th></tr>{rows}</table>"
+                    f"<p>Prior samples z ~ N(0, I), temperature 1:</p><p>{prior}</p>"
+                    + (f"<p>Prior samples with z from the learned slot prior (fitted to the training posteriors; "
+                       f"<code>vaelib-generate --learned-prior</code>), temperature 1:</p><p>{learned}</p>"
+                       if learned else "") + "</details>")
             else:
                 head = "".join(f"<th>{a:+g}</th>" for a in man.get("amounts", []))
                 rows = "".join(f"<tr><th>{html.escape(d)}</th>"

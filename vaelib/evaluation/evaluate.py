@@ -341,9 +341,10 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         prior_steps = config.train.prior_steps if prior_steps is None else prior_steps
         if prior_steps:
             try:
-                val_mu = encode_split(model, load_split(data_dir, "val"))[0]
+                val_seqs = load_split(data_dir, "val")
             except (FileNotFoundError, OSError):
-                val_mu = None
+                val_seqs = []
+            val_mu = encode_split(model, val_seqs)[0] if len(val_seqs) else None
             slot_prior = fit_slot_prior(mu_train, logvar_train, val_mu, steps=prior_steps, seed=seed)
             z_learned = slot_prior.sample(n_prior, seed)
             prior_learned = prior_metrics(model, tk, n_prior, refs, train_perfs, seed, z=z_learned)

@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import math
+import os
 import shutil
 
 import numpy as np
@@ -223,10 +224,15 @@ def test_the_evaluations_slot_prior_is_kept_for_the_reports_audio(tiny_run, tmp_
         evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)
     run = tmp_path / "z16"
     shutil.copytree(tiny_run / "z16", run)
-    newest = list_checkpoints(run)[-1].name
+    newest = list_checkpoints(run)[-1]
     prior = load_slot_prior(run, newest)
     assert prior is not None and prior.latent_dim == 16 and prior.n_mix == 8
-    assert load_slot_prior(run, "step_99999999.pt") is None  # fitted to another checkpoint: not used
+    other = shutil.copy2(newest, newest.with_name("other.pt"))
+    assert load_slot_prior(run, other) is None  # fitted to another checkpoint: not used
+    os.unlink(other)
+    os.utime(newest, ns=(newest.stat().st_atime_ns, newest.stat().st_mtime_ns + 10 ** 9))
+    assert load_slot_prior(run, newest) is None  # a newer file of the same name (the run was trained again)
+    os.utime(newest, ns=(newest.stat().st_atime_ns, newest.stat().st_mtime_ns - 10 ** 9))
     a, b = prior.sample(3, seed=4), prior.sample(3, seed=4)
     assert a.shape == (3, 16) and torch.equal(a, b)
     man = export_run_audio(run, tiny_run / "data", n_pairs=1, n_prior=2)

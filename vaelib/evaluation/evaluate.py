@@ -352,7 +352,7 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
                                     "early_stopped_on": "val" if val_mu is not None and len(val_mu) else None}
             ckpts = list_checkpoints(run_dir)
             if ckpts:  # kept for the report's audio (``listening.export_run_audio``)
-                save_slot_prior(slot_prior, run_dir, ckpts[-1].name, steps=prior_steps)
+                save_slot_prior(slot_prior, run_dir, ckpts[-1], steps=prior_steps)
 
     S = lambda x: M.summarize(x, seed)  # noqa: E731
     gap = M.ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)

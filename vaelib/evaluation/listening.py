@@ -332,7 +332,7 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
                 "prior": [{"file": f"audio/{f}", "tempo_bpm": p.tempo_bpm, "notes": p.n_notes}
                           for f, p in zip(files, prior_perfs)]}
     ckpts = list_checkpoints(run_dir)
-    slot_prior = load_slot_prior(run_dir, ckpts[-1].name) if ckpts else None
+    slot_prior = load_slot_prior(run_dir, ckpts[-1]) if ckpts else None
     if slot_prior is not None and n_prior:
         z = slot_prior.sample(n_prior, seed)
         learned = [tk.decode(s, tempo_bpm=tempos[i % len(tempos)])

@@ -131,21 +131,27 @@ def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None
     return prior
 
 
-def save_slot_prior(prior: SlotPrior, run_dir, checkpoint: str, **info) -> Path:
-    """Write ``prior`` to ``run_dir/slot_prior.pt`` atomically, labelled with the VAE ``checkpoint`` (file name) whose
+def _label(checkpoint) -> dict:
+    """What identifies a VAE checkpoint file: its name and modification time (a retrained run reuses names)."""
+    checkpoint = Path(checkpoint)
+    return {"checkpoint": checkpoint.name, "checkpoint_mtime_ns": checkpoint.stat().st_mtime_ns}
+
+
+def save_slot_prior(prior: SlotPrior, run_dir, checkpoint, **info) -> Path:
+    """Write ``prior`` to ``run_dir/slot_prior.pt`` atomically, labelled with the VAE ``checkpoint`` (its path) whose
     posteriors it was fitted to and any ``info`` (steps, ...)."""
-    state = {"kwargs": prior.kwargs, "state": prior.state_dict(), "checkpoint": checkpoint, **info}
+    state = {"kwargs": prior.kwargs, "state": prior.state_dict(), **_label(checkpoint), **info}
     return atomic_write(Path(run_dir) / PRIOR_FILE, lambda f: torch.save(state, f))
 
 
-def load_slot_prior(run_dir, checkpoint: str) -> SlotPrior | None:
-    """The slot prior saved in ``run_dir`` for the VAE ``checkpoint`` (file name), in eval mode; None when there is
-    none, or when it was fitted to another checkpoint (the run trained on since)."""
+def load_slot_prior(run_dir, checkpoint) -> SlotPrior | None:
+    """The slot prior saved in ``run_dir`` for the VAE ``checkpoint`` (its path), in eval mode; None when there is
+    none, or when it was fitted to another checkpoint (or to an earlier file of the same name)."""
     path = Path(run_dir) / PRIOR_FILE
-    if not path.is_file():
+    if not path.is_file() or not Path(checkpoint).is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("checkpoint") != checkpoint:
+    if {k: state.get(k) for k in ("checkpoint", "checkpoint_mtime_ns")} != _label(checkpoint):
         return None
     prior = SlotPrior(**state["kwargs"])
     prior.load_state_dict(state["state"])

@@ -6,7 +6,8 @@ prior N(0, I); ``reconstruct`` decodes mu(x) greedily; ``slerp``/``interpolate``
 between latent vectors. The CLI writes MIDI (with every CC) and 44.1 kHz WAV files::
 
     python -m vaelib.model.generation --run-dir RUN --n 16 --out DIR [--temperature 1.0] [--top-k 0]
-        [--top-p 1.0] [--seed 0] [--no-grammar] [--monophonic] [--fitted-prior DATA_DIR]
+        [--top-p 1.0] [--seed 0] [--no-grammar] [--monophonic]
+        [--fitted-prior DATA_DIR | --learned-prior DATA_DIR [--learned-prior-steps N]]
 
 Without the grammar the output still decodes to a valid performance: the tokenizer's
 decode is total, and EOS is forced at ``max_len``.

@@ -1,5 +1,5 @@
 """The slot prior's fitting steps against its samples' groove, polyphony and duration overlap, scored as the
-evaluation scores its "(learned prior)" rows (``evaluate.prior_metrics``, 64 draws, seed 0).
+evaluation scores its "(learned prior)" rows (``prior_samples.prior_metrics``, 64 draws, seed 0).
 
     OMP_NUM_THREADS=1 .venv/bin/python docs/pilots/prior_steps.py RUN_DIR DATA_DIR [--steps 1500 4000]
 
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from vaelib.data.curation import load_meta, load_split, load_tokenizer
-from vaelib.evaluation.evaluate import prior_metrics
+from vaelib.evaluation.prior_samples import prior_metrics
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split
 from vaelib.model.latent_prior import fit_slot_prior

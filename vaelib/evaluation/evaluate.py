@@ -53,9 +53,8 @@ from vaelib.data.curation import load_meta, load_split, load_tokenizer
 from vaelib.data.tokenizer import EOS, PAD, TYPE_NAMES
 from vaelib.evaluation.mrstft import mr_stft_performances
 from vaelib.model.checkpoint import list_checkpoints, load_model
-from vaelib.model.encoding import encode_split, fitted_prior
-from vaelib.model.generation import CC_VALUES, decode, sample
-from vaelib.model.latent_prior import fit_slot_prior, save_slot_prior
+from vaelib.evaluation.prior_samples import score_priors
+from vaelib.model.generation import CC_VALUES, decode
 from vaelib.model.objective import kl_per_dim, token_ce
 from vaelib.runs import find_runs, objective_label
 from vaelib.slots import threads_per_step
@@ -227,32 +226,6 @@ def score_pairs(refs, ests, ref_ids, est_ids, tokenizer, render: bool = True, n_
     return out
 
 
-def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int = 0,
-                  z: torch.Tensor | None = None) -> dict:
-    """Validity, muspy metrics, CC activity, overlapping areas vs the split and novelty vs train for n prior samples
-    (z ~ N(0, I), or the given ``z``), each next to the same statistic of the real split (``reference_*``)."""
-
-    seqs = sample(model, n, seed=seed, z=z, tokenizer=tokenizer, grammar=True)
-    gen = [tokenizer.decode(s) for s in seqs]
-    per = lambda perfs, f: pd.DataFrame([f(p) for p in perfs]).mean().to_dict()  # noqa: E731
-    out = {"n_samples": n, "validity_rate": float(np.mean([M.is_valid(s, tokenizer) for s in seqs])),
-           "eos_rate": float(np.mean([s[-1] == EOS for s in seqs])),
-           "mean_tokens": float(np.mean([len(s) for s in seqs])),
-           "muspy": per(gen, M.muspy_metrics), "reference_muspy": per(test_perfs, M.muspy_metrics),
-           "cc_activity": per(gen, M.cc_activity), "reference_cc_activity": per(test_perfs, M.cc_activity),
-           "overlapping_area": M.overlapping_area(gen, test_perfs)}
-    if train_perfs:
-        rng = np.random.default_rng(seed)
-        pick = rng.choice(len(train_perfs), size=min(n, len(train_perfs)), replace=False)
-        # what real data of the same size scores: the ceiling for overlap, the floor-to-beat for copying
-        out["reference_overlapping_area"] = M.overlapping_area([train_perfs[i] for i in pick], test_perfs)
-        nov = M.novelty(gen, train_perfs)
-        out["novelty"] = M.summarize(nov, seed)
-        out["exact_copy_rate"] = float(np.mean(nov == 0))
-        out["reference_novelty"] = M.summarize(M.novelty(test_perfs, train_perfs), seed)
-    return out
-
-
 # ---------------------------------------------------------------------------- the run
 def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test", seed: int = 0,
                  n_prior: int | None = None, render: bool = True, n_workers: int = 1,
@@ -328,31 +301,13 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
         train_seqs = load_split(data_dir, "train")
         train_perfs = [tk.decode(np.asarray(s, np.int64)) for s in train_seqs]
     except (FileNotFoundError, OSError):
-        train_perfs = []
+        train_seqs, train_perfs = [], []
     say(f"{n_prior or min(len(seqs), N_PRIOR)} prior samples each from N(0, I), the Gaussian fitted to the training "
         "posteriors and the slot prior fitted to them (4/4)")
     n_prior = n_prior or min(len(seqs), N_PRIOR)
-    prior = prior_metrics(model, tk, n_prior, refs, train_perfs, seed)
-    prior_fitted = prior_learned = None
-    if len(train_perfs) >= 2:  # the same statistics for z from priors fitted to the training posteriors
-        mu_train, logvar_train = encode_split(model, train_seqs)
-        z_fit = fitted_prior(mu_train, logvar_train, n_prior, seed)
-        prior_fitted = prior_metrics(model, tk, n_prior, refs, train_perfs, seed, z=z_fit)
-        prior_steps = config.train.prior_steps if prior_steps is None else prior_steps
-        if prior_steps:
-            try:
-                val_seqs = load_split(data_dir, "val")
-            except (FileNotFoundError, OSError):
-                val_seqs = []
-            val_mu = encode_split(model, val_seqs)[0] if len(val_seqs) else None
-            slot_prior = fit_slot_prior(mu_train, logvar_train, val_mu, steps=prior_steps, seed=seed)
-            z_learned = slot_prior.sample(n_prior, seed)
-            prior_learned = prior_metrics(model, tk, n_prior, refs, train_perfs, seed, z=z_learned)
-            prior_learned["fit"] = {"steps": prior_steps, "n_mix": slot_prior.n_mix,
-                                    "early_stopped_on": "val" if val_mu is not None and len(val_mu) else None}
-            ckpts = list_checkpoints(run_dir)
-            if ckpts:  # kept for the report's audio (``listening.export_run_audio``)
-                save_slot_prior(slot_prior, run_dir, ckpts[-1], steps=prior_steps)
+    prior, prior_fitted, prior_learned = score_priors(
+        model, tk, n_prior, refs, train_seqs, train_perfs, data_dir, run_dir, seed,
+        config.train.prior_steps if prior_steps is None else prior_steps)
 
     S = lambda x: M.summarize(x, seed)  # noqa: E731
     gap = M.ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)

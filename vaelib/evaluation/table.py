@@ -194,7 +194,7 @@ def decoding_frame(results: dict[str, dict]) -> pd.DataFrame:
                                  "uncond. onset F1": r["baseline_note_accuracy"]["value"],
                                  "CC depth": r.get("cc_depth", np.nan),
                                  "test set CC depth": r.get("reference_cc_depth", np.nan), "headline": rule == head}
-    df = pd.DataFrame(rows).T
+    df = pd.DataFrame(rows).T.infer_objects()  # numeric columns, so a p of 1e-12 is shown as such, not as 0.0
     if len(df):
         df.index.names = ["run", "CC value"]
     return df

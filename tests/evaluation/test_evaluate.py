@@ -96,7 +96,7 @@ def test_evaluate_run_end_to_end(tiny_run):
     frame = what_z_frame({"z16": saved})
     assert list(frame.index) == [("z16", "own z"), ("z16", "other z")]
     assert frame.loc[("z16", "own z"), "pitch acc."] == pytest.approx(own["pitch_accuracy"])
-    # both CC value rules decode the same latents; the headline is the mode's, and the expected value hedges
+    # both CC value rules decode the same latents, scored the same way; the headline is the mode's
     assert saved["decoding"] == {"rule": "greedy", "cc_value": "mode"}
     mode, mean = saved["by_cc_value"]["mode"], saved["by_cc_value"]["mean"]
     assert mode["cc_me"] == saved["cc_me"] and mode["baseline_cc_me"] == saved["baseline_cc_me"]
@@ -240,6 +240,13 @@ def test_the_evaluations_slot_prior_is_kept_for_the_reports_audio(tiny_run, tmp_
     assert all((run / p["file"]).stat().st_size > 0 for p in man["learned_prior"])
     page = render_audio(tmp_path, {"z16": ["z16/audio/audio.json"]})
     assert "learned slot prior" in page and page.count("<audio") == 2 + 2 + 2 and "<em>missing</em>" not in page
-    # without the prior (a run evaluated before it existed) the audio has N(0, I) samples only
-    (run / PRIOR_FILE).unlink()
+    # evaluated again without a slot prior: the old one goes, and the audio has N(0, I) samples only
+    m = evaluate_run(run, tiny_run / "data", limit=16, prior_steps=0)
+    assert "prior_learned" not in m and not (run / PRIOR_FILE).exists()
     assert "learned_prior" not in export_run_audio(run, tiny_run / "data", n_pairs=1, n_prior=2)
+    # metrics written before the CC value rules were scored are stale
+    saved = json.loads((run / "metrics.json").read_text())
+    assert is_fresh(run, 16)
+    del saved["by_cc_value"]
+    (run / "metrics.json").write_text(json.dumps(saved))
+    assert not is_fresh(run, 16)

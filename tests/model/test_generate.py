@@ -228,7 +228,7 @@ def test_greedy_picks_the_likeliest_event_then_its_value():
     assert torch.equal(draw(logits, greedy=True), logits.argmax(-1))
 
 
-def test_greedy_mean_cc_value_takes_the_allowed_value_nearest_the_lanes_expectation(tiny_model):
+def test_greedy_mean_cc_value_takes_the_allowed_value_nearest_the_lanes_expectation():
     levels, values = event_levels(TK), cc_values(TK)
     logits = torch.full((3, TK.vocab_size), -30.0)
     lane = TK.cc0 + 2 * 128
@@ -245,13 +245,30 @@ def test_greedy_mean_cc_value_takes_the_allowed_value_nearest_the_lanes_expectat
     p = torch.softmax(logits[0, lane:lane + 128], -1)
     expected = float((p * torch.arange(128)).sum())
     assert 50 < expected < 60 and mean[0] == lane + round(expected)
-    assert mean[1] - lane == (53 if expected < 55 else 56) and mean[2] == TK.vel0 + 7
+    allowed = [v for v in range(128) if v not in (54, 55)]
+    assert mean[1] - lane == min(allowed, key=lambda v: abs(v - expected)) and mean[2] == TK.vel0 + 7
     assert values[lane + 3] == 3 and values[TK.vel0] == -1 and values[TK.cc0 + 127] == 127
-    # through decode: both rules write grammatical sequences; an unknown rule is refused
+
+
+def test_decode_hands_the_cc_value_rule_to_the_greedy_choice(tiny_model, monkeypatch):
+    import vaelib.model.generation as generation
+
+    seen = []
+    real = generation.argmax_by_event
+
+    def spy(logits, levels, values=None):
+        seen.append(values)
+        return real(logits, levels, values)
+
+    monkeypatch.setattr(generation, "argmax_by_event", spy)
     z = torch.randn(4, tiny_model.config.latent_dim, generator=torch.Generator().manual_seed(0))
     for rule in ("mode", "mean"):
+        seen.clear()
         for s in decode(tiny_model, z, greedy=True, tokenizer=TK, max_len=128, cc_value=rule):
-            assert s[0] == BOS and s[-1] == EOS
+            check_sequence(TK, s, max_len=128)  # grammatical under either rule
+        assert seen and all((v is None) == (rule == "mode") for v in seen)
+        if rule == "mean":
+            assert torch.equal(seen[0], cc_values(TK))
     with pytest.raises(ValueError, match="cc_value"):
         decode(tiny_model, z, greedy=True, tokenizer=TK, cc_value="median")
 

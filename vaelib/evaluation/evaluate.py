@@ -26,8 +26,9 @@ What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.met
   own values as reference). ``prior_fitted``: the same for as many z from the Gaussian fitted to the training
   split's posteriors (``encoding.fitted_prior``), which keeps the correlations between z's dimensions.
   ``prior_learned``: the same for z from the slot prior fitted to the training posteriors
-  (``latent_prior.fit_slot_prior``, early-stopped on the validation split; what ``vaelib-generate --learned-prior``
-  draws from), which keeps the bars' shared groove; the fitted prior is kept as ``RUN/slot_prior.pt``.
+  (``latent_prior.fit_slot_prior``, early-stopped on the validation split; the kind of prior that
+  ``vaelib-generate --learned-prior`` fits), which keeps the bars' shared groove; it is kept as
+  ``RUN/slot_prior.pt``.
 
 Ratios of sums (CE, usage gap: nats over tokens) get CIs by resampling examples; means get percentile bootstrap CIs.
 """
@@ -239,6 +240,8 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     reconstructions' CC value rule; ``prior_steps`` the slot prior's fitting steps (default: the run's
     ``TrainConfig.prior_steps``; 0: no ``prior_learned``)."""
 
+    if cc_value not in CC_VALUES:
+        raise ValueError(f"cc_value must be one of {CC_VALUES}, got {cc_value!r}")
     t0 = time.time()
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     model, config = load_model(run_dir, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -261,8 +264,6 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     kl_bd = kl_per_dim(tf["mu"], tf["logvar"])  # (N, D) nats
     kl_seq = kl_bd.sum(1)
 
-    if cc_value not in CC_VALUES:
-        raise ValueError(f"cc_value must be one of {CC_VALUES}, got {cc_value!r}")
     # one greedy pass over both per CC value rule (batching leaves greedy output unchanged, and one batch of both is
     # faster than two); the headline rule's pairs are rendered for MR-STFT, the other's are only scored
     say(f"greedy decodes of {2 * len(seqs)} latents: reconstructions and the unconditional baseline, CC values at "
@@ -392,14 +393,15 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
 
 
 def is_fresh(run_dir, limit: int | None = None, split: str = "test", seed: int = 0) -> bool:
-    """True when ``run_dir/metrics.json`` is newer than the run's newest checkpoint and was made with the same
-    limit, split and seed."""
+    """True when ``run_dir/metrics.json`` is newer than the run's newest checkpoint, was made with the same limit,
+    split and seed, and has every section this version writes (``by_cc_value``)."""
 
     m, ck = Path(run_dir) / "metrics.json", list_checkpoints(run_dir)
     if not (m.exists() and (Path(run_dir) / "eval.csv").exists() and ck and m.stat().st_mtime > ck[-1].stat().st_mtime):
         return False
-    run = json.loads(m.read_text()).get("run", {})
-    return (run.get("limit"), run.get("split"), run.get("seed")) == (limit, split, seed)
+    metrics = json.loads(m.read_text())
+    run = metrics.get("run", {})
+    return (run.get("limit"), run.get("split"), run.get("seed")) == (limit, split, seed) and "by_cc_value" in metrics
 
 
 def _evaluate_in_worker(threads: int, run, data_dir, kw: dict) -> dict:

@@ -26,7 +26,7 @@ from vaelib.data.curation import load_meta, load_performances, load_split, load_
 from vaelib.data.performance import Performance
 from vaelib.data.tokenizer import Tokenizer
 from vaelib.model.encoding import encode_split
-from vaelib.model.checkpoint import list_checkpoints, load_model
+from vaelib.model.checkpoint import load_model
 from vaelib.model.generation import decode, sample, to_performances
 from vaelib.model.latent_prior import load_slot_prior
 from vaelib.synth import render
@@ -331,8 +331,7 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
                 "pairs": pairs,
                 "prior": [{"file": f"audio/{f}", "tempo_bpm": p.tempo_bpm, "notes": p.n_notes}
                           for f, p in zip(files, prior_perfs)]}
-    ckpts = list_checkpoints(run_dir)
-    slot_prior = load_slot_prior(run_dir, ckpts[-1]) if ckpts else None
+    slot_prior = load_slot_prior(run_dir, model.checkpoint_path)
     if slot_prior is not None and n_prior:
         z = slot_prior.sample(n_prior, seed)
         learned = [tk.decode(s, tempo_bpm=tempos[i % len(tempos)])

@@ -4,6 +4,8 @@ fitted to its training posteriors (the Gaussian of ``encoding.fitted_prior`` and
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import torch
@@ -11,10 +13,9 @@ import torch
 from vaelib.data.curation import load_split
 from vaelib.data.tokenizer import EOS
 from vaelib.evaluation import metrics as M
-from vaelib.model.checkpoint import list_checkpoints
 from vaelib.model.encoding import encode_split, fitted_prior
 from vaelib.model.generation import sample
-from vaelib.model.latent_prior import fit_slot_prior, save_slot_prior
+from vaelib.model.latent_prior import PRIOR_FILE, checkpoint_label, fit_slot_prior, save_slot_prior
 
 
 def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int = 0,
@@ -48,7 +49,10 @@ def score_priors(model, tokenizer, n: int, test_perfs, train_seqs, train_perfs, 
     """``prior_metrics`` for n samples with z from N(0, I), from the Gaussian fitted to the training posteriors, and
     from the slot prior fitted to them for ``prior_steps`` (early-stopped on ``data_dir``'s val split; kept as
     ``run_dir/slot_prior.pt`` for the report's audio). The fitted priors are None with fewer than 2 training
-    windows, the slot prior also with ``prior_steps`` 0."""
+    windows, the slot prior also with ``prior_steps`` 0 (and an earlier ``slot_prior.pt`` is then removed, so the
+    report's audio never draws from a prior these metrics do not describe). ``model.checkpoint_path`` (set by
+    ``load_model``) labels the saved prior."""
+    label = checkpoint_label(model.checkpoint_path)
     prior = prior_metrics(model, tokenizer, n, test_perfs, train_perfs, seed)
     prior_fitted = prior_learned = None
     if len(train_perfs) >= 2:  # the same statistics for z from priors fitted to the training posteriors
@@ -66,7 +70,8 @@ def score_priors(model, tokenizer, n: int, test_perfs, train_seqs, train_perfs, 
             prior_learned = prior_metrics(model, tokenizer, n, test_perfs, train_perfs, seed, z=z_learned)
             prior_learned["fit"] = {"steps": prior_steps, "n_mix": slot_prior.n_mix,
                                     "early_stopped_on": "val" if val_mu is not None and len(val_mu) else None}
-            ckpts = list_checkpoints(run_dir)
-            if ckpts:  # kept for the report's audio (``listening.export_run_audio``)
-                save_slot_prior(slot_prior, run_dir, ckpts[-1], steps=prior_steps)
+            # kept for the report's audio (``listening.export_run_audio``)
+            save_slot_prior(slot_prior, run_dir, label, steps=prior_steps)
+    if prior_learned is None:
+        (Path(run_dir) / PRIOR_FILE).unlink(missing_ok=True)
     return prior, prior_fitted, prior_learned

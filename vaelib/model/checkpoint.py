@@ -114,13 +114,15 @@ def latest_checkpoint(run_dir, map_location="cpu") -> tuple[Path, dict] | None:
 
 
 def load_model(run_dir, device="cpu"):
-    """The newest loadable checkpoint of ``run_dir`` -> (VAE in eval mode on ``device``, ExperimentConfig)."""
+    """The newest loadable checkpoint of ``run_dir`` -> (VAE in eval mode on ``device``, ExperimentConfig). The model's
+    ``checkpoint_path`` is the file it was loaded from (an older one where the newest is corrupt)."""
 
     found = latest_checkpoint(run_dir, map_location=device)
     if found is None:
         raise CheckpointError(f"no checkpoint in {Path(run_dir) / CKPT_DIR}")
-    _, ckpt = found
+    path, ckpt = found
     config = ExperimentConfig.from_dict(ckpt["config"])
     model = VAE(config.model)
     model.load_state_dict(ckpt["model"])
+    model.checkpoint_path = path
     return model.to(device).eval(), config

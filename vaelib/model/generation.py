@@ -323,7 +323,8 @@ def main(argv=None) -> None:
     if a.learned_prior:
         mu, logvar = encode_split(model, load_split(a.learned_prior, "train"))
         val_mu = encode_split(model, load_split(a.learned_prior, "val"))[0]
-        z = fit_slot_prior(mu, logvar, val_mu, steps=a.learned_prior_steps or config.train.prior_steps,
+        z = fit_slot_prior(mu, logvar, val_mu, steps=config.train.prior_steps if a.learned_prior_steps is None
+                           else a.learned_prior_steps,
                            seed=a.seed).sample(a.n, a.seed)
     elif a.fitted_prior:
         z = fitted_prior(*encode_split(model, load_split(a.fitted_prior, "train")), a.n, a.seed)

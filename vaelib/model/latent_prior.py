@@ -131,16 +131,16 @@ def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None
     return prior
 
 
-def _label(checkpoint) -> dict:
+def checkpoint_label(checkpoint) -> dict:
     """What identifies a VAE checkpoint file: its name and modification time (a retrained run reuses names)."""
     checkpoint = Path(checkpoint)
     return {"checkpoint": checkpoint.name, "checkpoint_mtime_ns": checkpoint.stat().st_mtime_ns}
 
 
-def save_slot_prior(prior: SlotPrior, run_dir, checkpoint, **info) -> Path:
-    """Write ``prior`` to ``run_dir/slot_prior.pt`` atomically, labelled with the VAE ``checkpoint`` (its path) whose
-    posteriors it was fitted to and any ``info`` (steps, ...)."""
-    state = {"kwargs": prior.kwargs, "state": prior.state_dict(), **_label(checkpoint), **info}
+def save_slot_prior(prior: SlotPrior, run_dir, label: dict, **info) -> Path:
+    """Write ``prior`` to ``run_dir/slot_prior.pt`` atomically, with the ``checkpoint_label`` of the VAE checkpoint
+    whose posteriors it was fitted to (taken when that checkpoint was loaded) and any ``info`` (steps, ...)."""
+    state = {"kwargs": prior.kwargs, "state": prior.state_dict(), **label, **info}
     return atomic_write(Path(run_dir) / PRIOR_FILE, lambda f: torch.save(state, f))
 
 
@@ -151,7 +151,7 @@ def load_slot_prior(run_dir, checkpoint) -> SlotPrior | None:
     if not path.is_file() or not Path(checkpoint).is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if {k: state.get(k) for k in ("checkpoint", "checkpoint_mtime_ns")} != _label(checkpoint):
+    if {k: state.get(k) for k in ("checkpoint", "checkpoint_mtime_ns")} != checkpoint_label(checkpoint):
         return None
     prior = SlotPrior(**state["kwargs"])
     prior.load_state_dict(state["state"])

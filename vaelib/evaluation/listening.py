@@ -303,7 +303,7 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
     * ``prior_<i>.ogg``: ``n_prior`` samples z ~ N(0, I) decoded at temperature 1 with the grammar, at the tempos
       of the originals;
     * ``learned_<i>.ogg``: as many samples with z from the run's slot prior (``RUN/slot_prior.pt``, fitted by the
-      evaluation to the newest checkpoint's posteriors), where there is one.
+      evaluation to the posteriors of the same checkpoint as the model here), where there is one.
 
     Writes the manifest ``run_dir/audio/audio.json`` (file paths relative to ``run_dir``) and returns it."""
 

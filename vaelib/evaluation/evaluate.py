@@ -51,11 +51,12 @@ from vaelib.evaluation import metrics as M
 from vaelib.atomic import atomic_write_text
 from vaelib.data.batching import pad_batch
 from vaelib.data.curation import load_meta, load_split, load_tokenizer
-from vaelib.data.tokenizer import EOS, PAD, TYPE_NAMES
+from vaelib.data.tokenizer import PAD, TYPE_NAMES
 from vaelib.evaluation.mrstft import mr_stft_performances
 from vaelib.model.checkpoint import list_checkpoints, load_model
 from vaelib.evaluation.prior_samples import score_priors
-from vaelib.model.generation import CC_VALUES, decode
+from vaelib.evaluation.reconstruction import SAMPLE_RATE, score_reconstructions
+from vaelib.model.generation import CC_VALUES
 from vaelib.model.objective import kl_per_dim, token_ce
 from vaelib.runs import find_runs, objective_label
 from vaelib.slots import threads_per_step
@@ -80,7 +81,6 @@ def is_collapsed(usage_gap: dict, active_units: dict) -> bool:
     return bool(not (lo >= COLLAPSE_GAP) or active_units["value"] <= 0)
 
 
-SAMPLE_RATE = 22050  # MR-STFT renders at 22.05 kHz
 # ---------------------------------------------------------------------------- helpers
 def partners(sources: list[str], seed: int = 0) -> np.ndarray:
     """(N,) index of a seeded random *other* example for each one, from another source where one exists
@@ -95,15 +95,6 @@ def partners(sources: list[str], seed: int = 0) -> np.ndarray:
             pool = np.setdiff1d(np.arange(n), [i])
         out[i] = rng.choice(pool) if len(pool) else i
     return out
-
-
-def end_step(ids, tokenizer) -> int:
-    """Grid step where a token stream ends: the TIME_SHIFTs before its first EOS, summed."""
-    ids = np.asarray(ids, np.int64)
-    eos = np.nonzero(ids == EOS)[0]
-    ids = ids[: eos[0]] if len(eos) else ids
-    typ = tokenizer.token_types(ids)
-    return int((ids[typ == 4] - tokenizer.shift0 + 1).sum())
 
 
 # ---------------------------------------------------------------------------- teacher forced
@@ -209,24 +200,6 @@ def active_units_summary(mu: np.ndarray, n_boot: int = 2000, seed: int = 0) -> d
     return {"value": value, "ci95": [float(lo), float(hi)], "n": int(len(mu))}
 
 
-# ---------------------------------------------------------------------------- free running
-def score_pairs(refs, ests, ref_ids, est_ids, tokenizer, render: bool = True, n_workers: int = 1) -> dict:
-    """Per-pair arrays: cc_me, cc_length_mismatch (steps), note_f1, frame_accuracy, mr_stft (nan if not rendered)."""
-    out = {
-        "cc_me": np.array([M.cc_me(r, e) for r, e in zip(refs, ests)]),
-        "cc_length_mismatch": np.array([end_step(e, tokenizer) - end_step(r, tokenizer)
-                                        for r, e in zip(ref_ids, est_ids)], np.float64),
-        "note_f1": np.array([M.note_f1(r, e) for r, e in zip(refs, ests)]),
-        "frame_accuracy": np.array([M.frame_accuracy(r, e) for r, e in zip(refs, ests)]),
-    }
-    if render:
-
-        out["mr_stft"] = mr_stft_performances(refs, ests, sample_rate=SAMPLE_RATE, n_workers=n_workers)
-    else:
-        out["mr_stft"] = np.full(len(refs), np.nan)
-    return out
-
-
 # ---------------------------------------------------------------------------- the run
 def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test", seed: int = 0,
                  n_prior: int | None = None, render: bool = True, n_workers: int = 1,
@@ -259,40 +232,16 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
 
     say = lambda what: print(f"[evaluate {Path(run_dir).resolve().name} {time.time() - t0:5.1f} s] {what}",  # noqa: E731
                              file=sys.stderr, flush=True)
-    say(f"teacher-forced pass over {len(seqs)} {split} pieces (1/4)")
+    say(f"teacher-forced pass over {len(seqs)} {split} pieces (1/3)")
     tf = teacher_forced(model, seqs, tk, partner, seed=seed)
     kl_bd = kl_per_dim(tf["mu"], tf["logvar"])  # (N, D) nats
     kl_seq = kl_bd.sum(1)
 
-    # one greedy pass over both per CC value rule (batching leaves greedy output unchanged, and one batch of both is
-    # faster than two); the headline rule's pairs are rendered for MR-STFT, the other's are only scored
     say(f"greedy decodes of {2 * len(seqs)} latents: reconstructions and the unconditional baseline, CC values at "
-        f"the lane's {' and '.join(CC_VALUES)} (2/4)")
-    by_rule = {}
-    for rule in sorted(CC_VALUES, key=lambda r: r != cc_value):
-        both = decode(model, np.concatenate([tf["mu"], tf["mu"][partner]]), greedy=True, tokenizer=tk,
-                      batch_size=256, cc_value=rule)
-        recon_ids, base_ids = both[:len(seqs)], both[len(seqs):]
-        recons = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(recon_ids, refs)]
-        bases = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(base_ids, refs)]
-        if rule == cc_value:
-            say("scoring the pairs" + (" (rendering audio for MR-STFT)" if render else "") + " (3/4)")
-            rec = score_pairs(refs, recons, seqs, recon_ids, tk, render, n_workers)
-            base = score_pairs(refs, bases, seqs, base_ids, tk, render, n_workers)
-            r_, b_ = rec, base
-            head_ids = recon_ids
-        else:
-            r_ = score_pairs(refs, recons, seqs, recon_ids, tk, False)
-            b_ = score_pairs(refs, bases, seqs, base_ids, tk, False)
-        by_rule[rule] = {"cc_me": M.summarize(r_["cc_me"], seed), "baseline_cc_me": M.summarize(b_["cc_me"], seed),
-                         "cc_me_ratio": float(r_["cc_me"].mean() / max(b_["cc_me"].mean(), 1e-12)),
-                         "note_accuracy": M.summarize(r_["note_f1"], seed),
-                         "baseline_note_accuracy": M.summarize(b_["note_f1"], seed),
-                         "vs_baseline_cc_me": M.paired_test(r_["cc_me"], b_["cc_me"], seed=seed),
-                         "cc_depth": float(np.mean([M.cc_depth(p) for p in recons])),
-                         "baseline_cc_depth": float(np.mean([M.cc_depth(p) for p in bases])),
-                         "reference_cc_depth": float(np.mean([M.cc_depth(p) for p in refs]))}
-    recon_ids = head_ids
+        f"the lane's {' and '.join(CC_VALUES)}, and scoring the pairs"
+        + (" (rendering audio for MR-STFT)" if render else "") + " (2/3)")
+    rec, base, recon_ids, by_rule = score_reconstructions(model, tk, tf["mu"], partner, refs, seqs, cc_value,
+                                                          render, n_workers, seed)
     floor = math.nan
     if render:
 
@@ -304,7 +253,7 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     except (FileNotFoundError, OSError):
         train_seqs, train_perfs = [], []
     say(f"{n_prior or min(len(seqs), N_PRIOR)} prior samples each from N(0, I), the Gaussian fitted to the training "
-        "posteriors and the slot prior fitted to them (4/4)")
+        "posteriors and the slot prior fitted to them (3/3)")
     n_prior = n_prior or min(len(seqs), N_PRIOR)
     prior, prior_fitted, prior_learned = score_priors(
         model, tk, n_prior, refs, train_seqs, train_perfs, data_dir, run_dir, seed,

@@ -291,3 +291,10 @@ def test_fitted_prior_keeps_the_posteriors_mean_and_correlations():
     assert torch.equal(fitted_prior(mu, logvar, 5, seed=1), fitted_prior(mu, logvar, 5, seed=1))
     with pytest.raises(ValueError, match=">= 2 encoded windows"):
         fitted_prior(mu[:1], logvar[:1], 5)
+
+
+def test_encoding_no_windows_gives_empty_posteriors(tiny_model):
+    from vaelib.model.encoding import encode_split
+
+    mu, logvar = encode_split(tiny_model, [])
+    assert mu.shape == logvar.shape == (0, tiny_model.config.latent_dim) and mu.dtype == np.float32

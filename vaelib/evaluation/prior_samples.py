@@ -64,12 +64,12 @@ def score_priors(model, tokenizer, n: int, test_perfs, train_seqs, train_perfs, 
                 val_seqs = load_split(data_dir, "val")
             except (FileNotFoundError, OSError):
                 val_seqs = []
-            val_mu = encode_split(model, val_seqs)[0] if len(val_seqs) else None
+            val_mu = encode_split(model, val_seqs)[0]
             slot_prior = fit_slot_prior(mu_train, logvar_train, val_mu, steps=prior_steps, seed=seed)
             z_learned = slot_prior.sample(n, seed)
             prior_learned = prior_metrics(model, tokenizer, n, test_perfs, train_perfs, seed, z=z_learned)
             prior_learned["fit"] = {"steps": prior_steps, "n_mix": slot_prior.n_mix,
-                                    "early_stopped_on": "val" if val_mu is not None and len(val_mu) else None}
+                                    "early_stopped_on": "val" if len(val_mu) else None}
             # kept for the report's audio (``listening.export_run_audio``)
             save_slot_prior(slot_prior, run_dir, label, steps=prior_steps)
     if prior_learned is None:

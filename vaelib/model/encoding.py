@@ -9,7 +9,10 @@ from vaelib.data.tokenizer import PAD
 
 @torch.no_grad()
 def encode_split(model, seqs, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Token id arrays -> (mu, logvar), each (N, latent_dim) float32."""
+    """Token id arrays -> (mu, logvar), each (N, latent_dim) float32 (N = 0 for no sequences)."""
+    if not len(seqs):
+        empty = np.zeros((0, model.config.latent_dim), np.float32)
+        return empty, empty.copy()
     model.eval()
     dev = next(model.parameters()).device
     mus, lvs = [], []

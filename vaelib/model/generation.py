@@ -311,8 +311,8 @@ def main(argv=None) -> None:
     priors.add_argument("--learned-prior", default=None, metavar="DATA_DIR",
                         help="draw z from a slot prior (latent_prior.SlotPrior: autoregressive over z's beat "
                              "slots) fitted to the posteriors of DATA_DIR's training split, early-stopped on its "
-                             "validation split; a minute or two of fitting on one CPU core, and its samples groove "
-                             "more than the fitted Gaussian's")
+                             "validation split (about a minute of fitting on one CPU core for `small`); its "
+                             "samples groove more than the fitted Gaussian's")
     ap.add_argument("--learned-prior-steps", type=int, default=None,
                     help="optimizer steps fitting --learned-prior (default: the run's TrainConfig.prior_steps)")
     a = ap.parse_args(argv)
@@ -323,9 +323,8 @@ def main(argv=None) -> None:
     if a.learned_prior:
         mu, logvar = encode_split(model, load_split(a.learned_prior, "train"))
         val_mu = encode_split(model, load_split(a.learned_prior, "val"))[0]
-        z = fit_slot_prior(mu, logvar, val_mu, steps=config.train.prior_steps if a.learned_prior_steps is None
-                           else a.learned_prior_steps,
-                           seed=a.seed).sample(a.n, a.seed)
+        steps = config.train.prior_steps if a.learned_prior_steps is None else a.learned_prior_steps
+        z = fit_slot_prior(mu, logvar, val_mu, steps=steps, seed=a.seed).sample(a.n, a.seed)
     elif a.fitted_prior:
         z = fitted_prior(*encode_split(model, load_split(a.fitted_prior, "train")), a.n, a.seed)
     seqs = sample(model, a.n, seed=a.seed, z=z, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,

@@ -6,6 +6,7 @@ layers cannot separate attention dropout from residual dropout, so in training t
 math path; ours keeps attention dropout at 0 (ModelConfig.attn_dropout) and gets SDPA's fused CPU kernel.
 Goal: >= 1.5x.
 """
+import time
 from dataclasses import replace
 
 import torch
@@ -81,4 +82,77 @@ def test_training_throughput_vs_builtin_layers():
     result["speedup"] = result["ours_tokens_per_sec"] / result["builtin_tokens_per_sec"]
     result["goal"] = 1.5
     write_result("train", result)
+    print(result)
+
+
+def _small_batches(cfg):
+    """The batches of one epoch of `small` over 64 synthetic windows, planned as training plans them
+    (length-bucketed, 2,048 tokens, at most 16 windows)."""
+    from vaelib.data.batching import pad_batch, plan_batches
+    from vaelib.data.synthetic import generate
+    from vaelib.data.tokenizer import Tokenizer
+
+    tok = Tokenizer(cfg.data.tokenizer)
+    seqs = [tok.encode(p) for p in generate(64, seed=0)]
+    plan = plan_batches([len(s) for s in seqs], cfg.train.batch_tokens, cfg.train.max_batch_size, seed=0)
+    return [pad_batch([seqs[j] for j in b]) for b in plan]
+
+
+def _small_step(model, opt, ids, autocast) -> float:
+    t = get_preset("small").train
+    t0 = time.perf_counter()
+    with autocast():
+        out = model(ids, word_dropout=t.word_dropout)
+    loss = elbo(out["logits"], out["targets"], out["mu"], out["logvar"], beta=0.5, free_bits=t.free_bits,
+                notes_logits=out.get("notes_logits"), notes_targets=out.get("notes_targets"),
+                notes_weight=t.notes_weight, per_token=True)["loss"]
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+    opt.step()
+    return time.perf_counter() - t0
+
+
+def test_cpu_levers_vs_eager():
+    """The issue's CPU throughput levers on the model `make report` trains (`small`, D=384, its options): bf16
+    autocast and torch.compile of the Transformer blocks (dynamic shapes: batches vary in length; compiling the
+    whole VAE fails on its reparameterisation's randn of a symbolic size), each against plain fp32 eager steps.
+    All three take the same epoch of batches, as training plans them, a whole epoch at a time (ABC, then CBA, so
+    that a drift of the machine's speed hits each alike); the figure is the summed step time. Adopted at >= 1.1
+    only. (Best-of-N times on a few batches, or steps interleaved batch by batch between the models, flattered
+    bf16 at 1.12-1.18x; `fit` itself, two 1-thread runs side by side as `make report` trains, took 0.448 s per
+    step with bf16 against 0.404 without: docs/experiments.md, 2026-12-04.)"""
+    import contextlib
+
+    cfg = get_preset("small", latent_dim=384)
+    batches = _small_batches(cfg)
+    bf16 = lambda: torch.autocast("cpu", dtype=torch.bfloat16)  # noqa: E731
+    variants = {"eager": (False, contextlib.nullcontext), "bf16_autocast": (False, bf16),
+                "compiled_blocks": (True, contextlib.nullcontext)}
+    result = {"batches": len(batches), "tokens": int(sum(ids.numel() for ids in batches)), "rounds": 2,
+              "threads": torch.get_num_threads(), "config": "small, latent_dim 384",
+              "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()), "goal": 1.1}
+    state = {}
+    for name, (compiled, autocast) in variants.items():
+        torch.manual_seed(0)
+        model = VAE(cfg.model)
+        model.train()
+        if compiled:
+            for block in list(model.encoder) + list(model.decoder):
+                block.compile(dynamic=True)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        # warm-up on two batches of different shapes; for the compiled blocks this is the compilation
+        result[f"{name}_warmup_sec"] = sum(_small_step(model, opt, ids, autocast) for ids in batches[:2])
+        state[name] = (model, opt, autocast)
+    total = dict.fromkeys(variants, 0.0)
+    for r in range(result["rounds"]):  # each variant a whole epoch at a time, as training runs; ABC, then CBA
+        for name in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+            total[name] += sum(_small_step(*state[name][:2], ids, state[name][2]) for ids in batches)
+    n_steps = result["rounds"] * len(batches)
+    for name in variants:
+        result[f"{name}_sec_per_step"] = total[name] / n_steps
+    for name in ("bf16_autocast", "compiled_blocks"):
+        result[f"{name}_speedup"] = total["eager"] / total[name]
+    write_result("train_levers", result)
     print(result)

@@ -178,8 +178,11 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
     import soundfile as sf
 
     from vaelib.config import get_preset
-    from vaelib.data.curation import curate
+    from vaelib.data.curation import curate, load_split
+    from vaelib.model.checkpoint import load_model
+    from vaelib.model.encoding import encode_split
     from vaelib.model.generation import main
+    from vaelib.model.latent_prior import PRIOR_FILE, checkpoint_label, fit_slot_prior, save_slot_prior
     from vaelib.training.fit import fit
 
     curate("synthetic", tmp_path / "data", progress=False, n_examples=12, max_len=384)
@@ -203,6 +206,20 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
     main(["--run-dir", str(tmp_path / "run dir"), "--n", "2", "--out", str(tmp_path / "learned"), "--no-grammar",
           "--learned-prior", str(tmp_path / "data"), "--learned-prior-steps", "20"])
     assert len(list((tmp_path / "learned").glob("*.mid"))) == 2
+    # --learned-prior alone loads the run's slot_prior.pt, which must be fitted to the checkpoint that loads
+    run = tmp_path / "run dir"
+    with pytest.raises(SystemExit):  # none yet
+        main(["--run-dir", str(run), "--n", "2", "--out", str(tmp_path / "saved"), "--learned-prior"])
+    model = load_model(run)[0]
+    mu, logvar = encode_split(model, load_split(tmp_path / "data", "train"))
+    save_slot_prior(fit_slot_prior(mu, logvar, mu, steps=5, seed=0), run, checkpoint_label(model.checkpoint_path))
+    main(["--run-dir", str(run), "--n", "2", "--out", str(tmp_path / "saved"), "--no-grammar", "--learned-prior"])
+    assert len(list((tmp_path / "saved").glob("*.mid"))) == 2
+    (run / PRIOR_FILE).write_bytes(b"truncated")  # unreadable: named in a warning, then the same clear error
+    with pytest.warns(RuntimeWarning, match="not a readable slot prior"), pytest.raises(SystemExit):
+        main(["--run-dir", str(run), "--n", "2", "--out", str(tmp_path / "saved"), "--learned-prior"])
+    with pytest.raises(SystemExit):  # the fitting steps belong to a fit
+        main(["--run-dir", str(run), "--out", str(tmp_path / "x"), "--learned-prior", "--learned-prior-steps", "5"])
     with pytest.raises(SystemExit):
         main(["--run-dir", str(tmp_path / "run dir"), "--out", str(tmp_path / "both"),
               "--fitted-prior", str(tmp_path / "data"), "--learned-prior", str(tmp_path / "data")])

@@ -7,7 +7,7 @@ between latent vectors. The CLI writes MIDI (with every CC) and 44.1 kHz WAV fil
 
     python -m vaelib.model.generation --run-dir RUN --n 16 --out DIR [--temperature 1.0] [--top-k 0]
         [--top-p 1.0] [--seed 0] [--no-grammar] [--monophonic]
-        [--fitted-prior DATA_DIR | --learned-prior DATA_DIR [--learned-prior-steps N]]
+        [--fitted-prior DATA_DIR | --learned-prior [DATA_DIR] [--learned-prior-steps N]]
 
 Without the grammar the output still decodes to a valid performance: the tokenizer's
 decode is total, and EOS is forced at ``max_len``.
@@ -29,7 +29,7 @@ from vaelib.data.performance import Performance
 from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split, fitted_prior
-from vaelib.model.latent_prior import fit_slot_prior
+from vaelib.model.latent_prior import PRIOR_FILE, fit_slot_prior, load_slot_prior
 from vaelib.synth import render
 from vaelib.synth.audio import write_wav
 
@@ -308,19 +308,30 @@ def main(argv=None) -> None:
     priors.add_argument("--fitted-prior", default=None, metavar="DATA_DIR",
                         help="draw z from the Gaussian fitted to the posteriors of DATA_DIR's training split "
                              "instead of N(0, I): its samples keep the data's bar-to-bar groove better")
-    priors.add_argument("--learned-prior", default=None, metavar="DATA_DIR",
+    priors.add_argument("--learned-prior", nargs="?", const="", default=None, metavar="DATA_DIR",
                         help="draw z from a slot prior (latent_prior.SlotPrior: autoregressive over z's beat "
-                             "slots) fitted to the posteriors of DATA_DIR's training split, early-stopped on its "
-                             "validation split (about a minute of fitting on one CPU core for `small`); its "
-                             "samples groove more than the fitted Gaussian's")
+                             "slots), whose samples groove more than the fitted Gaussian's. Alone: the one the "
+                             "evaluation fitted to this run's checkpoint (RUN/slot_prior.pt). With DATA_DIR: fit "
+                             "one to the posteriors of DATA_DIR's training split, early-stopped on its validation "
+                             "split (about a minute on one CPU core for `small`)")
     ap.add_argument("--learned-prior-steps", type=int, default=None,
-                    help="optimizer steps fitting --learned-prior (default: the run's TrainConfig.prior_steps)")
+                    help="optimizer steps fitting --learned-prior DATA_DIR (default: the run's "
+                         "TrainConfig.prior_steps)")
     a = ap.parse_args(argv)
+    if a.learned_prior_steps is not None and not a.learned_prior:
+        ap.error("--learned-prior-steps sets the fit of --learned-prior DATA_DIR")
 
     model, config = load_model(a.run_dir)
     tk = Tokenizer(config.data.tokenizer)
     z = None
-    if a.learned_prior:
+    if a.learned_prior == "":
+        slot_prior = load_slot_prior(a.run_dir, model.checkpoint_path)
+        if slot_prior is None:
+            ap.error(f"--learned-prior: {a.run_dir} has no slot prior fitted to its checkpoint "
+                     f"{Path(model.checkpoint_path).name} (the evaluation writes {PRIOR_FILE}); "
+                     "pass the data folder to fit one: --learned-prior DATA_DIR")
+        z = slot_prior.sample(a.n, a.seed)
+    elif a.learned_prior:
         mu, logvar = encode_split(model, load_split(a.learned_prior, "train"))
         val_mu = encode_split(model, load_split(a.learned_prior, "val"))[0]
         steps = config.train.prior_steps if a.learned_prior_steps is None else a.learned_prior_steps

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -146,13 +147,19 @@ def save_slot_prior(prior: SlotPrior, run_dir, label: dict, **info) -> Path:
 
 def load_slot_prior(run_dir, checkpoint) -> SlotPrior | None:
     """The slot prior saved in ``run_dir`` for the VAE ``checkpoint`` (its path), in eval mode; None when there is
-    none, or when it was fitted to another checkpoint (or to an earlier file of the same name)."""
+    none, or when it was fitted to another checkpoint (or to an earlier file of the same name), or (with a warning
+    that names it) when the file cannot be read as one."""
     path = Path(run_dir) / PRIOR_FILE
     if not path.is_file() or not Path(checkpoint).is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if {k: state.get(k) for k in ("checkpoint", "checkpoint_mtime_ns")} != checkpoint_label(checkpoint):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if {k: state.get(k) for k in ("checkpoint", "checkpoint_mtime_ns")} != checkpoint_label(checkpoint):
+            return None
+        prior = SlotPrior(**state["kwargs"])
+        prior.load_state_dict(state["state"])
+    except Exception as e:  # truncated, not a torch file, or another layout: no prior, and say why
+        warnings.warn(f"{path}: not a readable slot prior ({type(e).__name__}: {e}); ignored", RuntimeWarning,
+                      stacklevel=2)
         return None
-    prior = SlotPrior(**state["kwargs"])
-    prior.load_state_dict(state["state"])
     return prior.eval()

@@ -215,7 +215,7 @@ def test_table1_shows_a_paper_control_as_its_own_row(tiny_run):
 
 @pytest.mark.slow
 def test_the_evaluations_slot_prior_is_kept_for_the_reports_audio(tiny_run, tmp_path):
-    from vaelib.evaluation.listening import export_run_audio
+    from vaelib.evaluation.listening import build_pack_from_runs, export_run_audio
     from vaelib.model.checkpoint import list_checkpoints
     from vaelib.model.latent_prior import PRIOR_FILE, load_slot_prior
     from vaelib.pipeline.report_index import render_audio
@@ -240,10 +240,19 @@ def test_the_evaluations_slot_prior_is_kept_for_the_reports_audio(tiny_run, tmp_
     assert all((run / p["file"]).stat().st_size > 0 for p in man["learned_prior"])
     page = render_audio(tmp_path, {"z16": ["z16/audio/audio.json"]})
     assert "learned slot prior" in page and page.count("<audio") == 2 + 2 + 2 and "<em>missing</em>" not in page
+    # the listening kit's conditions: z from N(0, I) and from this slot prior, each its own condition
+    paths = build_pack_from_runs({"z16": run}, tiny_run / "data", tmp_path / "kit", n_per_model=2, n_references=2,
+                                 priors=["normal", "learned"])
+    key = pd.read_csv(paths["key"], dtype={"clip_id": str})
+    assert key.condition.value_counts().to_dict() == {"z16": 2, "z16_learned": 2, "reference": 2}
+    with pytest.raises(ValueError, match="priors"):
+        build_pack_from_runs({"z16": run}, tiny_run / "data", tmp_path / "kit2", priors=["fitted"])
     # evaluated again without a slot prior: the old one goes, and the audio has N(0, I) samples only
     m = evaluate_run(run, tiny_run / "data", limit=16, prior_steps=0)
     assert "prior_learned" not in m and not (run / PRIOR_FILE).exists()
     assert "learned_prior" not in export_run_audio(run, tiny_run / "data", n_pairs=1, n_prior=2)
+    with pytest.raises(FileNotFoundError, match="no slot prior"):
+        build_pack_from_runs({"z16": run}, tiny_run / "data", tmp_path / "kit3", priors=["learned"])
     # metrics written before the CC value rules were scored are stale
     saved = json.loads((run / "metrics.json").read_text())
     assert is_fresh(run, 16)

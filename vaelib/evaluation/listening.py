@@ -28,7 +28,7 @@ from vaelib.data.tokenizer import Tokenizer
 from vaelib.model.encoding import encode_split
 from vaelib.model.checkpoint import load_model
 from vaelib.model.generation import decode, sample, to_performances
-from vaelib.model.latent_prior import load_slot_prior
+from vaelib.model.latent_prior import PRIOR_FILE, load_slot_prior
 from vaelib.synth import render
 from vaelib.synth.audio import write_ogg, write_wav
 
@@ -39,6 +39,7 @@ SCALE_QUESTIONS = {
     "overall_quality": "Overall quality: is it musically appealing?",
 }
 REFERENCE = "reference"
+PRIORS = ("normal", "learned")  # where a pack's generated clips draw z: N(0, I), or the run's slot prior
 
 
 def _loudness_match(audio: np.ndarray, rms_db: float = -20.0) -> np.ndarray:
@@ -95,10 +96,17 @@ def build_pack(clips: dict[str, list[Performance]], out_dir, seed: int | None = 
 
 def build_pack_from_runs(run_dirs: dict[str, str | Path], data_dir, out_dir, n_per_model: int = 8,
                          n_references: int = 8, seed: int | None = 0, split: str = "test",
-                         temperature: float = 1.0, top_p: float = 0.95, sample_rate: int = 44100) -> dict[str, Path]:
+                         temperature: float = 1.0, top_p: float = 0.95, sample_rate: int = 44100,
+                         priors=("normal",)) -> dict[str, Path]:
     """Prior samples of each run (``{"z128": run_dir, ...}``) plus real references from ``split``.
-    Generated clips get tempos drawn from the references' tempos, so tempo is no cue."""
 
+    ``priors`` says where z comes from, one condition each: ``"normal"`` N(0, I) (the paper's; condition ``z128``),
+    ``"learned"`` the slot prior the evaluation fitted to the run's checkpoint (``RUN/slot_prior.pt``; condition
+    ``z128_learned``). Generated clips get tempos drawn from the references' tempos, so tempo is no cue."""
+
+    unknown = set(priors) - set(PRIORS)
+    if unknown or not priors:
+        raise ValueError(f"priors must be a non-empty choice of {PRIORS}, got {list(priors)}")
     rng = np.random.default_rng(seed)
     refs = load_performances(data_dir, split)
     refs = [refs[i] for i in rng.choice(len(refs), size=min(n_references, len(refs)), replace=False)]
@@ -107,12 +115,24 @@ def build_pack_from_runs(run_dirs: dict[str, str | Path], data_dir, out_dir, n_p
     for label, run in run_dirs.items():
         model, config = load_model(run)
         tk = Tokenizer(config.data.tokenizer)
-        seqs = sample(model, n_per_model, seed=int(rng.integers(2 ** 31)), tokenizer=tk, temperature=temperature,
-                      top_p=top_p)
-        perfs = to_performances(tk, seqs, source=f"{label}_prior")
-        for p in perfs:
-            p.tempo_bpm = float(rng.choice(tempos))
-        clips[label] = perfs
+        for prior in PRIORS:
+            if prior not in priors:
+                continue
+            draw_seed, z = int(rng.integers(2 ** 31)), None
+            if prior == "learned":
+                slot_prior = load_slot_prior(run, model.checkpoint_path)
+                if slot_prior is None:
+                    raise FileNotFoundError(
+                        f"{run}: no slot prior fitted to its checkpoint ({PRIOR_FILE}, written by the evaluation, "
+                        "03_evaluate); evaluate the run first, or leave 'learned' out of priors")
+                z = slot_prior.sample(n_per_model, draw_seed)
+            name = label if prior == "normal" else f"{label}_learned"
+            seqs = sample(model, n_per_model, seed=draw_seed, z=z, tokenizer=tk, temperature=temperature,
+                          top_p=top_p)
+            perfs = to_performances(tk, seqs, source=f"{name}_prior")
+            for p in perfs:
+                p.tempo_bpm = float(rng.choice(tempos))
+            clips[name] = perfs
     clips[REFERENCE] = refs
     return build_pack(clips, out_dir, seed=None if seed is None else seed + 1, sample_rate=sample_rate)
 

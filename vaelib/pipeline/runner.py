@@ -117,7 +117,8 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
                       depends=("01_dataset_curation", train[max(latent_dims), seeds[0]]),
                       inputs=(report, str(largest / "run.json")), parallel=True))
     steps.append(Step("06_listening_test", "06_listening_test",
-                      dict(results_dir=".", latent_dims=latent_dims, data_dir=data_dir, out_dir="listening"),
+                      dict(results_dir=".", latent_dims=latent_dims, data_dir=data_dir, out_dir="listening",
+                           priors=["normal", "learned"] if cfg.train.prior_steps else ["normal"]),
                       depends=all_runs, inputs=(report, *run_records), parallel=True))
     return steps
 

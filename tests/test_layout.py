@@ -29,7 +29,7 @@ def test_python_m_stage_prints_its_help(stage):
 
 
 def test_notebooks_are_package_data():
-    from vaelib.pipeline.runner import NOTEBOOKS_DIR
+    from vaelib.pipeline.notebook import NOTEBOOKS_DIR
 
     assert NOTEBOOKS_DIR == ROOT / "vaelib" / "notebooks"
     assert [p.name[:2] for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb"))] == ["01", "02", "03", "04", "05", "06"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from vaelib import pipeline
-from vaelib.pipeline import runner
-from vaelib.pipeline import report_index
+from vaelib.pipeline import notebook, progress
+from vaelib.pipeline import report_check, report_index
 from vaelib.evaluation import table_format
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,15 +55,15 @@ def test_widgets_become_plain_text(tmp_path):
              "c": {"state": {"_model_name": "HTMLModel", "value": " 9/9 [00:01&lt;00:00]"}},
              "box": {"state": {"_model_name": "VBoxModel", "children": []}}}
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": state}}
-    view = lambda mid: nbformat.v4.new_output("display_data", {runner.WIDGET_VIEW: {"model_id": mid},  # noqa: E731
+    view = lambda mid: nbformat.v4.new_output("display_data", {notebook.WIDGET_VIEW: {"model_id": mid},  # noqa: E731
                                                                "text/plain": "HBox()"})
     nb.cells = [nbformat.v4.new_code_cell("x", outputs=[view("bar")]), nbformat.v4.new_code_cell("y", outputs=[view("box")])]
     nbformat.write(nb, str(tmp_path / "w.ipynb"))
-    runner.to_html(tmp_path / "w.ipynb", tmp_path / "w.html")
+    notebook.to_html(tmp_path / "w.ipynb", tmp_path / "w.html")
     page = (tmp_path / "w.html").read_text()
     assert "train z16: 100% | 9/9 [00:01&lt;00:00]" in page and "open the .ipynb in Jupyter" in page
     assert "widget-state" not in page and "<style" not in page.split("</head>")[0]
-    css = [ref for _, ref in report_index.local_refs(tmp_path / "w.html") if ref.endswith(".css")]
+    css = [ref for _, ref in report_check.local_refs(tmp_path / "w.html") if ref.endswith(".css")]
     assert css and (tmp_path / css[0]).is_file()
 
 
@@ -74,9 +74,9 @@ def test_heartbeat_reports_training_progress_with_an_eta(tmp_path):
     rows = [{"split": "train", "step": 5, "epoch": 0}, {"split": "val", "step": 10, "epoch": 0},
             {"split": "train", "step": 20, "epoch": 1}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    assert runner.training_progress(run) == ("training, step 20/40, epoch 2/4", 0.5)
+    assert progress.training_progress(run) == ("training, step 20/40, epoch 2/4", 0.5)
     step = pipeline.Step("02_train_z16", "02_train", {"run_dir": "z16"})
-    beat = runner.Heartbeat([step], tmp_path, {}, every=0)
+    beat = progress.Heartbeat([step], tmp_path, {}, every=0)
     beat.start(step.name)
     beat.started[step.name] -= 60  # a minute in, half done
     line = beat.line()
@@ -91,10 +91,10 @@ def test_check_report_finds_dead_links_missing_audio_and_machine_paths(tmp_path)
     (tmp_path / "index.html").write_text('<a href="a/clip.ogg">x</a><audio controls src="a/clip.ogg"></audio>'
                                          '<a href="https://example.org/x">web</a><a href="#top">top</a>')
     (tmp_path / "r.json").write_text(json.dumps({"run_dir": "z16", "data_dir": "../data"}))
-    assert report_index.check_report(tmp_path) == []
+    assert report_check.check_report(tmp_path) == []
     (tmp_path / "index.html").write_text('<audio src="a/gone.ogg"></audio><img src="/abs/x.png">')
     (tmp_path / "r.json").write_text(json.dumps({"final_checkpoint": "/tmp/fresh/z16/checkpoints/s.pt"}))
-    problems = "\n".join(report_index.check_report(tmp_path))
+    problems = "\n".join(report_check.check_report(tmp_path))
     assert "a/gone.ogg does not resolve" in problems and "/abs/x.png does not resolve" in problems
     assert "r.json: absolute path" in problems and "no <audio>" in problems
 
@@ -108,17 +108,17 @@ def test_tiny_pipeline_report_is_self_contained(tmp_path):
     argv = ["--preset", "tiny", "--latent-dims", "8", "--data", "synthetic", "--out", str(out), "--n-examples", "60",
             "--max-steps", "4", "--limit", "6", "--no-control", "--sequential"]
     assert pipeline.main(argv) == 0
-    assert report_index.check_report(out) == []
+    assert report_check.check_report(out) == []
     index = (out / "index.html").read_text()
     assert index.count("<audio") >= 2 * 6 + 8 and "Table 1." in index and "z8/figures/" in index
     assert index.index("SIMULATED listening-test analysis") > index.index("Listen</h2>")  # simulated material last
     moved = shutil.copytree(out, tmp_path / "moved")
     shutil.rmtree(out)
-    assert report_index.check_report(moved) == []
+    assert report_check.check_report(moved) == []
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason="no committed reference")
 def test_committed_reference_is_self_contained():
-    assert report_index.check_report(REFERENCE) == []
+    assert report_check.check_report(REFERENCE) == []
     size = sum(f.stat().st_size for f in REFERENCE.rglob("*") if f.is_file())
     assert size < 16e6, f"{size / 1e6:.1f} MB"

@@ -1,4 +1,5 @@
 """The papermill pipeline behind ``make report``: curate, train per latent size, evaluate, and render the reports.
+The steps come from ``experiment.plan``; each runs one notebook (``notebook.execute``).
 
 Each step executes one notebook with papermill into ``OUT/notebooks/<step>.ipynb`` and converts it to HTML beside it.
 A step is skipped when its key (a hash of its parameters, its notebook, its upstream steps' keys and run ids, its input
@@ -7,9 +8,8 @@ A failing notebook keeps its partial HTML (with the traceback), blocks only the 
 the whole run exit non-zero. Independent steps (the trainings; later the latent-space, explorer and listening
 notebooks) run side by side: one per GPU with several CUDA GPUs, else in CPU workers sharing the cores (``vaelib.slots``).
 
-Besides the main runs, one control (``02_train_z{D}_paper``, smallest D) trains the same architecture with the paper's
-literal objective (the preset's ``-paper`` variant; ``small-paper`` trains half of ``small``'s epochs), so Table 1
-shows the collapse next to the recommended objective (``--no-control`` skips it).
+Besides the main runs, one control trains the paper's literal objective (``experiment.plan``; ``--no-control`` skips
+it).
 
 CLI: ``python -m vaelib.pipeline --preset small --latent-dims 128 256 384 512 --seeds 0 --data synthetic --out results/small``
 """
@@ -18,261 +18,25 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
-import html
 import json
-import logging
 import multiprocessing
 import os
 import sys
 import time
-import traceback
-import uuid
 from pathlib import Path
 from typing import Callable
 
-from vaelib.config import get_preset, literal_variant
+from vaelib.config import get_preset
 from vaelib.pipeline import report_index
+from vaelib.pipeline.experiment import plan
+from vaelib.pipeline.notebook import NOTEBOOKS_DIR, execute, find_notebook
+from vaelib.pipeline.progress import Heartbeat, _clock, _configure_logging, _log
 from vaelib.pipeline.step import BLOCKED, DONE, FAILED, MISSING, OK, SKIPPED, Step, StepResult
 from vaelib.pipeline.keys import (STATE_FILE, fingerprint, key_parts, library_salt, library_sources,  # noqa: F401
                                   load_state, save_state, step_key)
-from vaelib.runs import CONTROL, run_name
+from vaelib.runs import CONTROL
 from vaelib.slots import (CPU_SLOT, apply_slot, cpu_threads_per_step, current_slot, groups,  # noqa: F401
                           parallel_slots, workers_stop_with_us)
-
-# The notebooks ship inside the package (package data), so an installed vaelib finds them; --notebooks-dir overrides.
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-
-
-# ---------------------------------------------------------------- plan
-
-def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0, epochs: int = 0,
-         max_steps: int = 0, beta_max: float = -1.0, limit: int = 0, control: bool = True,
-         cc: str = "") -> list[Step]:
-    """The paper's steps: 01 once, 02 per (latent_dim, seed), 03 once, 04 per latent_dim, 05 and 06 once.
-
-    Each 02 trains its run and then scores it on the test split in the same worker, so one papermill job per size
-    also gives that size's metrics; 03 reads them back, scores only runs whose metrics are stale, and builds Table 1.
-
-    ``n_examples`` 0 takes the preset's corpus size; ``epochs`` 0, ``max_steps`` 0 and ``beta_max`` -1 take the
-    preset's training settings; ``limit`` 0 evaluates the whole test split. ``cc`` picks the controllers curation
-    models ("auto", "auto:N" or "74,71,..."; "" keeps the default table; see ``vaelib.data.curation``).
-    ``control`` adds ``02_train_z{D}_paper`` for the smallest D and the first seed: the preset's literal-objective
-    variant (``config.literal_variant``; none for ``paper``, whose main runs are literal) trained into
-    ``OUT/z{D}_paper``, so 03 can show the collapse the defences prevent. It keeps the paper's beta_max.
-    """
-    out = Path(out).resolve()
-    latent_dims, seeds = [int(d) for d in latent_dims], [int(s) for s in seeds]
-    cfg = get_preset(preset)
-    data_dir = "data"
-    source = data if data == "synthetic" else str(Path(data).resolve())
-    report = str(out / "data" / "report.json")
-
-    def rel(path) -> str:
-        """A parameter path: relative to ``out``, the notebooks' working directory."""
-        return Path(os.path.relpath(path, out)).as_posix()
-
-    def run_dir(dim: int, seed: int) -> Path:
-        return out / run_name(dim, None if len(seeds) == 1 else seed)
-
-    steps = [Step("01_dataset_curation", "01_dataset_curation",
-                  dict(source=source if data == "synthetic" else rel(source), n_examples=int(n_examples or cfg.data.n_examples), seed=cfg.data.seed,
-                       preset=preset, out_dir=data_dir, **({"cc": cc} if cc else {})),
-                  inputs=() if data == "synthetic" else (source,), outputs=(report,))]
-    train = {}
-    for dim in latent_dims:
-        for seed in seeds:
-            name = f"02_train_{run_dir(dim, seed).name}"
-            train[dim, seed] = name
-            steps.append(Step(name, "02_train",
-                              dict(preset=preset, latent_dim=dim, data_dir=data_dir, run_dir=rel(run_dir(dim, seed)),
-                                   seed=seed, epochs=int(epochs), beta_max=float(beta_max), max_steps=int(max_steps),
-                                   limit=int(limit)),
-                              depends=("01_dataset_curation",), inputs=(report,),
-                              outputs=(str(run_dir(dim, seed) / "run.json"),), parallel=True))
-    all_runs = ("01_dataset_curation", *train.values())
-    run_records = tuple(str(run_dir(d, s) / "run.json") for d, s in train)
-    variant = literal_variant(preset) if control else None
-    controls, control_records = (), ()  # evaluated by 03 beside the main runs, never one of their seeds
-    if variant is not None:
-        dim = min(latent_dims)
-        ctl = out / run_name(dim, control=True)
-        controls, control_records = (f"02_train_{ctl.name}",), (str(ctl / "run.json"),)
-        steps.append(Step(controls[0], "02_train",
-                          dict(preset=variant, latent_dim=dim, data_dir=data_dir, run_dir=rel(ctl), seed=seeds[0],
-                               epochs=int(epochs), beta_max=-1.0, max_steps=int(max_steps), limit=int(limit)),
-                          depends=("01_dataset_curation",), inputs=(report,), outputs=control_records, parallel=True))
-    steps.append(Step("03_evaluate", "03_evaluate",
-                      dict(preset=preset, results_dir=".", latent_dims=latent_dims, data_dir=data_dir,
-                           limit=int(limit), out_dir="."),
-                      depends=(*all_runs, *controls), inputs=(report, *run_records, *control_records),
-                      outputs=(str(out / "table1.csv"),)))
-    for dim in latent_dims:
-        first = run_dir(dim, seeds[0])
-        steps.append(Step(f"04_latent_space_{run_name(dim)}", "04_latent_space",
-                          dict(run_dir=rel(first), data_dir=data_dir, latent_dim=dim),
-                          depends=("01_dataset_curation", train[dim, seeds[0]]),
-                          inputs=(report, str(first / "run.json")), parallel=True))
-    largest = run_dir(max(latent_dims), seeds[0])
-    steps.append(Step("05_explorer", "05_explorer", dict(run_dir=rel(largest), data_dir=data_dir),
-                      depends=("01_dataset_curation", train[max(latent_dims), seeds[0]]),
-                      inputs=(report, str(largest / "run.json")), parallel=True))
-    steps.append(Step("06_listening_test", "06_listening_test",
-                      dict(results_dir=".", latent_dims=latent_dims, data_dir=data_dir, out_dir="listening",
-                           priors=["normal", "learned"] if cfg.train.prior_steps else ["normal"]),
-                      depends=all_runs, inputs=(report, *run_records), parallel=True))
-    return steps
-
-
-def find_notebook(notebooks_dir, stem: str) -> Path | None:
-    """``notebooks_dir/<stem>.ipynb``, else the one notebook sharing its number prefix (``02_*.ipynb``)."""
-    exact = Path(notebooks_dir) / f"{stem}.ipynb"
-    if exact.exists():
-        return exact
-    same_number = sorted(Path(notebooks_dir).glob(f"{stem.split('_')[0]}_*.ipynb"))
-    return same_number[0] if len(same_number) == 1 else None
-
-
-# ---------------------------------------------------------------- execution
-def kernel_manager_class():
-    """The kernel manager papermill starts each notebook's kernel with: IPC transport (Unix sockets in Jupyter's
-    runtime folder) where the OS has it, so the kernel's messages never travel over TCP and ipykernel has no
-    unencrypted-TCP warning to give. TCP (the Jupyter default) on Windows."""
-    from jupyter_client import AsyncKernelManager
-    from jupyter_core.paths import jupyter_runtime_dir
-    from traitlets import default
-
-    if os.name == "nt":
-        return AsyncKernelManager
-
-    class IPCKernelManager(AsyncKernelManager):
-        @default("transport")
-        def _transport_default(self) -> str:
-            return "ipc"
-
-        @default("ip")
-        def _ip_default(self) -> str:  # socket files <this>-<port number>, removed when the kernel shuts down
-            runtime = Path(jupyter_runtime_dir())
-            runtime.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return str(runtime / f"kernel-{uuid.uuid4().hex[:12]}-ipc")
-
-    return IPCKernelManager
-
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-def _widget_text(model_id: str, state: dict) -> str:
-    """Plain text of a saved widget: a progress bar (tqdm's box of HTML, progress, HTML) as its final line;
-    "" for any other widget."""
-    import re
-
-    def text(mid: str) -> str:
-        m = state.get(mid.removeprefix("IPY_MODEL_"), {}).get("state", {})
-        name = m.get("_model_name", "")
-        if name in ("HTMLModel", "LabelModel"):
-            return html.unescape(re.sub(r"<[^>]+>", "", str(m.get("value", "")))).replace("\u2007", " ").strip()
-        if name in ("FloatProgressModel", "IntProgressModel"):
-            return "|"
-        if name in ("HBoxModel", "VBoxModel", "BoxModel"):
-            return " ".join(t for t in (text(c) for c in m.get("children", [])) if t)
-        return ""
-
-    m = state.get(model_id, {}).get("state", {})
-    kids = [state.get(c.removeprefix("IPY_MODEL_"), {}).get("state", {}).get("_model_name", "")
-            for c in m.get("children", [])]
-    return text(model_id) if any("Progress" in k for k in kids) else ""
-
-
-def plain_outputs(nb) -> None:
-    """Replace every widget output of ``nb`` by plain text (in place) and drop the saved widget state: a static
-    page cannot run widgets (offline they render as nothing), so a progress bar becomes its final text line and
-    an interactive widget a note to open the notebook in Jupyter."""
-    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            data = out.get("data", {})
-            if WIDGET_VIEW not in data:
-                continue
-            line = _widget_text(data[WIDGET_VIEW].get("model_id", ""), state)
-            out["data"] = {"text/plain": line or ("[interactive widget: open the .ipynb in Jupyter to use it; "
-                                                  "the static results below are what this page can show]")}
-    nb.metadata.pop("widgets", None)
-
-
-def _share_theme_css(body: str, folder: Path) -> str:
-    """Move the page's head ``<style>`` blocks (nbconvert's theme, ~260 kB, the same for every notebook) into one
-    ``notebook-<hash>.css`` beside the page, linked from it."""
-    import hashlib
-    import re
-
-    head_end = body.find("</head>")
-    styles = re.findall(r"<style[^>]*>(.*?)</style>", body[:max(head_end, 0)], flags=re.S)
-    if not styles:
-        return body
-    css = "\n".join(styles)
-    name = f"notebook-{hashlib.sha256(css.encode()).hexdigest()[:10]}.css"
-    if not (folder / name).exists():
-        tmp = folder / f"{name}.{os.getpid()}.tmp"
-        tmp.write_text(css, encoding="utf-8")
-        os.replace(tmp, folder / name)
-    head = re.sub(r"<style[^>]*>.*?</style>\s*", "", body[:head_end], flags=re.S)
-    return head + f'<link rel="stylesheet" href="{name}">\n' + body[head_end:]
-
-
-def to_html(ipynb, html_path) -> Path:
-    """Convert an executed (possibly partial) notebook to HTML: images and audio players embedded, widgets as plain
-    text (``plain_outputs``), the theme CSS shared by the pages of one folder (``_share_theme_css``)."""
-    import nbformat
-    from nbconvert import HTMLExporter
-
-    nb = nbformat.read(str(ipynb), as_version=4)
-    plain_outputs(nb)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    Path(html_path).write_text(_share_theme_css(body, Path(html_path).parent), encoding="utf-8")
-    return Path(html_path)
-
-
-def execute(step: Step, notebook: str, out: str, log_output: bool = False) -> StepResult:
-    """Run one step with papermill (cwd = ``out``, which the step's parameter paths are relative to) and convert
-    the result to HTML. ``log_output``
-    streams the cell output to the log as it runs. Never raises for a notebook failure: the partial notebook is
-    converted and the result says FAILED."""
-    import papermill
-
-    out = Path(out)
-    ipynb, page = out / "notebooks" / f"{step.name}.ipynb", out / "notebooks" / f"{step.name}.html"
-    ipynb.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (ipynb, page):  # a leftover from an earlier run must not pass for this one
-        stale.unlink(missing_ok=True)
-    result = StepResult(step.name, step.notebook, OK, step.parameters, ipynb=ipynb.relative_to(out).as_posix(),
-                        html=page.relative_to(out).as_posix(), device=current_slot())
-    t0 = time.perf_counter()
-    try:
-        papermill.execute_notebook(str(notebook), str(ipynb), parameters=step.parameters, kernel_name="python3",
-                                   cwd=str(out.resolve()), progress_bar=False, log_output=log_output,
-                                   kernel_manager_class=kernel_manager_class())
-    except Exception as e:  # papermill has already saved the partial notebook with the error cell
-        result.status = FAILED
-        result.error = (f"cell {e.cell_index}: {e.ename}: {e.evalue}" if hasattr(e, "ename")  # the notebook raised
-                        else f"{type(e).__name__}: {e}")[-4000:]  # the kernel died or never started
-    result.wall_sec = round(time.perf_counter() - t0, 3)
-    try:
-        if ipynb.exists():
-            to_html(ipynb, page)
-        else:
-            raise FileNotFoundError(f"papermill wrote no notebook for {step.name}")
-    except Exception:  # the kernel never started, or the notebook is unreadable: keep the traceback visible
-        page.write_text(f"<html><body><h1>{html.escape(step.name)}: {result.status}</h1><pre>"
-                        f"{html.escape(result.error)}\n\n{html.escape(traceback.format_exc())}</pre></body></html>",
-                        encoding="utf-8")
-        if result.status == OK:
-            result.status, result.error = FAILED, traceback.format_exc()[-4000:]
-    if result.status == OK:
-        missing = [o for o in step.outputs if not Path(o).exists()]
-        if missing:
-            result.status, result.error = FAILED, f"notebook finished but did not write {missing}"
-    result.run_id = uuid.uuid4().hex if result.status == OK else ""
-    return result
 
 
 def _claim_device(queue, log_output: bool = False) -> None:
@@ -290,126 +54,6 @@ def _execute_on(slot: str, step: Step, notebook: str, out: str, log_output: bool
         apply_slot(slot)
     _log(f"{step.name}: running {Path(notebook).name} in a worker on {slot or 'GPU ' + current_slot()}")
     return execute(step, notebook, out, log_output)
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-
-
-def _log(msg: str) -> None:
-    print(f"[pipeline {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- progress
-def _clock(sec: float) -> str:
-    sec = max(int(sec), 0)
-    return f"{sec // 3600}:{sec // 60 % 60:02d}:{sec % 60:02d}" if sec >= 3600 else f"{sec // 60}:{sec % 60:02d}"
-
-
-def training_progress(run_dir, max_steps: int = 0) -> tuple[str, float | None]:
-    """(what a training run is doing, fraction done or None) from the files it writes as it goes: ``config.json``
-    (epochs), ``metrics.jsonl`` (step and epoch per logged row; the first validation row, at the end of epoch 1,
-    gives the steps per epoch), ``run.json`` (status) and ``metrics.json`` (written when it has been scored)."""
-    run_dir = Path(run_dir)
-    try:
-        epochs = int(json.loads((run_dir / "config.json").read_text())["train"]["epochs"])
-    except (OSError, ValueError, KeyError):
-        return "starting", None
-    try:
-        status = json.loads((run_dir / "run.json").read_text()).get("status", "")
-    except (OSError, ValueError):
-        status = ""
-    if status == "finished":
-        return "training done, scoring on the test split", None
-    rows = []
-    try:
-        with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-    except (OSError, ValueError):
-        pass
-    if not rows:
-        return f"training, epoch 1/{epochs}", None
-    step, epoch = int(rows[-1].get("step", 0)), int(rows[-1].get("epoch", 0))
-    val = next((r for r in rows if r.get("split") == "val"), None)
-    if val is None:
-        return f"training, step {step}, epoch {epoch + 1}/{epochs}", None
-    total = int(val["step"]) // (int(val.get("epoch", 0)) + 1) * epochs
-    total = min(total, max_steps) if max_steps else total
-    return f"training, step {step}/{total}, epoch {min(epoch + 1, epochs)}/{epochs}", min(step / max(total, 1), 1.0)
-
-
-class Heartbeat:
-    """One progress line every ``every`` seconds while steps run: elapsed time, steps done, and each running step
-    with its elapsed time, what it is doing (trainings: ``training_progress``) and an ETA where one can be measured
-    (a training's pace so far; otherwise the step's wall time in the last run that finished it)."""
-
-    def __init__(self, steps: list[Step], out: Path, state: dict, every: float = 30.0):
-        import threading
-
-        self.steps, self.out, self.every, self.t0 = {s.name: s for s in steps}, out, every, time.time()
-        self.previous = {n: float(v.get("wall_sec", 0)) for n, v in state.items() if n in self.steps}
-        self.started: dict[str, float] = {}
-        self.waiting: list[str] = []  # submitted to a pool, not started yet
-        self.workers = 1
-        self.done = 0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="pipeline-heartbeat")
-
-    def __enter__(self):
-        if self.every > 0:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-
-    def submit(self, names: list[str], workers: int) -> None:
-        """Steps handed to a pool of ``workers``: the first ones run, the rest wait their turn (FIFO)."""
-        with self._lock:
-            self.workers, self.waiting = workers, list(names)
-            self._promote()
-
-    def start(self, name: str) -> None:
-        with self._lock:
-            self.started[name] = time.time()
-
-    def finish(self, name: str, counted: bool = True) -> None:
-        with self._lock:
-            self.started.pop(name, None)
-            self.done += counted
-            self._promote()
-
-    def _promote(self) -> None:
-        while self.waiting and len(self.started) < self.workers:
-            self.started[self.waiting.pop(0)] = time.time()
-
-    def describe(self, name: str, now: float) -> str:
-        step, ran = self.steps[name], now - self.started[name]
-        what, frac = "", None
-        if step.notebook == "02_train" and "run_dir" in step.parameters:
-            what, frac = training_progress(self.out / step.parameters["run_dir"],
-                                           int(step.parameters.get("max_steps", 0)))
-        if frac:
-            eta = f"training ETA {_clock(ran / frac - ran)}"
-        elif self.previous.get(name):
-            eta = f"ETA ~{_clock(self.previous[name] - ran)} (took {_clock(self.previous[name])} last time)"
-        else:
-            eta = "ETA unknown (first run of this step)"
-        return f"{name} {_clock(ran)}" + (f", {what}" if what else "") + f", {eta}"
-
-    def line(self) -> str:
-        now = time.time()
-        with self._lock:
-            running = [self.describe(n, now) for n in self.started]
-            waiting = len(self.waiting)
-            done = self.done
-        return (f"elapsed {_clock(now - self.t0)}, {done}/{len(self.steps)} steps done; running: "
-                + ("; ".join(running) or "none") + (f"; {waiting} queued" if waiting else ""))
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            _log(self.line())
 
 
 def run_steps(steps: list[Step], notebooks_dir, out, *, force: bool = False, salt: str | Callable = "",

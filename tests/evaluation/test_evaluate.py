@@ -245,6 +245,9 @@ def test_the_evaluations_slot_prior_is_kept_for_the_reports_audio(tiny_run, tmp_
                                  priors=["normal", "learned"])
     key = pd.read_csv(paths["key"], dtype={"clip_id": str})
     assert key.condition.value_counts().to_dict() == {"z16": 2, "z16_learned": 2, "reference": 2}
+    paths = build_pack_from_runs({"z16": run}, tiny_run / "data", tmp_path / "kit1", n_per_model=2, n_references=2)
+    key = pd.read_csv(paths["key"], dtype={"clip_id": str})  # by default N(0, I) only, the paper's condition
+    assert key.condition.value_counts().to_dict() == {"z16": 2, "reference": 2}
     with pytest.raises(ValueError, match="priors"):
         build_pack_from_runs({"z16": run}, tiny_run / "data", tmp_path / "kit2", priors=["fitted"])
     # evaluated again without a slot prior: the old one goes, and the audio has N(0, I) samples only

@@ -174,7 +174,7 @@ def test_reconstruct_keeps_labels(tiny_model):
     assert [p.tempo_bpm for p in out] == [p.tempo_bpm for p in perfs]
 
 
-def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
+def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path, capsys):
     import soundfile as sf
 
     from vaelib.config import get_preset
@@ -210,6 +210,7 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
     run = tmp_path / "run dir"
     with pytest.raises(SystemExit):  # none yet
         main(["--run-dir", str(run), "--n", "2", "--out", str(tmp_path / "saved"), "--learned-prior"])
+    assert "has no slot prior fitted to its checkpoint" in capsys.readouterr().err
     model = load_model(run)[0]
     mu, logvar = encode_split(model, load_split(tmp_path / "data", "train"))
     save_slot_prior(fit_slot_prior(mu, logvar, mu, steps=5, seed=0), run, checkpoint_label(model.checkpoint_path))
@@ -218,8 +219,10 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path):
     (run / PRIOR_FILE).write_bytes(b"truncated")  # unreadable: named in a warning, then the same clear error
     with pytest.warns(RuntimeWarning, match="not a readable slot prior"), pytest.raises(SystemExit):
         main(["--run-dir", str(run), "--n", "2", "--out", str(tmp_path / "saved"), "--learned-prior"])
+    assert "has no slot prior fitted to its checkpoint" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # the fitting steps belong to a fit
         main(["--run-dir", str(run), "--out", str(tmp_path / "x"), "--learned-prior", "--learned-prior-steps", "5"])
+    assert "--learned-prior-steps sets the fit of --learned-prior DATA_DIR" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["--run-dir", str(tmp_path / "run dir"), "--out", str(tmp_path / "both"),
               "--fitted-prior", str(tmp_path / "data"), "--learned-prior", str(tmp_path / "data")])

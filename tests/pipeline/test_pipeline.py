@@ -175,6 +175,8 @@ def test_plan_follows_the_contract(tmp_path):
                                                         out_dir="data")  # relative to OUT, the notebooks' cwd
     assert by["02_train_z32_s1"].parameters["run_dir"] == "z32_s1"
     assert by["05_explorer"].parameters["run_dir"] == "z32_s0"  # the largest latent size
+    # the listening kit draws z from N(0, I) and from the slot prior the evaluation fits (tiny fits one)
+    assert by["06_listening_test"].parameters["priors"] == ["normal", "learned"]
     assert set(by["03_evaluate"].depends) == {"01_dataset_curation", *[n for n in names if n.startswith("02_")]}
     # curation and evaluation run alone; the trainings side by side, then the notebooks that read one run each
     assert [[s.name for s in g] for g in groups(steps)] == [names[:1], names[1:5], names[5:6], names[6:]]

@@ -101,8 +101,8 @@ def build_pack_from_runs(run_dirs: dict[str, str | Path], data_dir, out_dir, n_p
     """Prior samples of each run (``{"z128": run_dir, ...}``) plus real references from ``split``.
 
     ``priors`` says where z comes from, one condition each: ``"normal"`` N(0, I) (the paper's; condition ``z128``),
-    ``"learned"`` the slot prior the evaluation fitted to the run's checkpoint (``RUN/slot_prior.pt``; condition
-    ``z128_learned``). Generated clips get tempos drawn from the references' tempos, so tempo is no cue."""
+    ``"learned"`` the slot prior fitted to the run's checkpoint when it was evaluated (``RUN/slot_prior.pt``;
+    condition ``z128_learned``). Generated clips get tempos drawn from the references' tempos, so tempo is no cue."""
 
     unknown = set(priors) - set(PRIORS)
     if unknown or not priors:
@@ -111,21 +111,26 @@ def build_pack_from_runs(run_dirs: dict[str, str | Path], data_dir, out_dir, n_p
     refs = load_performances(data_dir, split)
     refs = [refs[i] for i in rng.choice(len(refs), size=min(n_references, len(refs)), replace=False)]
     tempos = np.array([p.tempo_bpm for p in refs] or [140.0])
+    models = {label: load_model(run) for label, run in run_dirs.items()}
+    slot_priors = {}
+    if "learned" in priors:  # every run's, before any clip is drawn
+        for label, run in run_dirs.items():
+            slot_priors[label] = load_slot_prior(run, models[label][0].checkpoint_path)
+            if slot_priors[label] is None:
+                raise FileNotFoundError(
+                    f"{run}: no slot prior fitted to its checkpoint ({PRIOR_FILE}, written when the run is evaluated: "
+                    "vaelib-evaluate, or 02_train / 03_evaluate in make report); evaluate the run first, or leave "
+                    "'learned' out of priors")
     clips: dict[str, list[Performance]] = {}
     for label, run in run_dirs.items():
-        model, config = load_model(run)
+        model, config = models[label]
         tk = Tokenizer(config.data.tokenizer)
         for prior in PRIORS:
             if prior not in priors:
                 continue
             draw_seed, z = int(rng.integers(2 ** 31)), None
             if prior == "learned":
-                slot_prior = load_slot_prior(run, model.checkpoint_path)
-                if slot_prior is None:
-                    raise FileNotFoundError(
-                        f"{run}: no slot prior fitted to its checkpoint ({PRIOR_FILE}, written by the evaluation, "
-                        "03_evaluate); evaluate the run first, or leave 'learned' out of priors")
-                z = slot_prior.sample(n_per_model, draw_seed)
+                z = slot_priors[label].sample(n_per_model, draw_seed)
             name = label if prior == "normal" else f"{label}_learned"
             seqs = sample(model, n_per_model, seed=draw_seed, z=z, tokenizer=tk, temperature=temperature,
                           top_p=top_p)

@@ -343,27 +343,25 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
     recon_ids = decode(model, mu, greedy=True, tokenizer=tk)
     originals = [tk.decode(s, tempo_bpm=t) for s, t in zip(seqs, tempos)]
     recons = [tk.decode(s, tempo_bpm=t) for s, t in zip(recon_ids, tempos)]
-    prior_perfs = [tk.decode(s, tempo_bpm=tempos[i % len(tempos)])
-                   for i, s in enumerate(sample(model, n_prior, seed=seed, tokenizer=tk, grammar=True))]
     pairs = []
     for i, (o, r, m) in enumerate(zip(originals, recons, meta)):
         a, b = write_clips([o, r], folder, [f"pair_{i:02d}_original", f"pair_{i:02d}_reconstruction"], sample_rate)
         pairs.append({"example": i, "source": Path(str(m.get("source", ""))).name, "style": m.get("style", ""),
                       "tempo_bpm": o.tempo_bpm, "original": f"audio/{a}", "reconstruction": f"audio/{b}",
                       "notes": [o.n_notes, r.n_notes]})
-    files = write_clips(prior_perfs, folder, [f"prior_{i:02d}" for i in range(len(prior_perfs))], sample_rate)
+
+    def prior_clips(stem: str, z=None) -> list[dict]:
+        """``n_prior`` samples from ``z`` (None: N(0, I)) as ``<stem>_<i>.ogg``, at the originals' tempos."""
+        perfs = [tk.decode(s, tempo_bpm=tempos[i % len(tempos)])
+                 for i, s in enumerate(sample(model, n_prior, seed=seed, z=z, tokenizer=tk, grammar=True))]
+        files = write_clips(perfs, folder, [f"{stem}_{i:02d}" for i in range(len(perfs))], sample_rate)
+        return [{"file": f"audio/{f}", "tempo_bpm": p.tempo_bpm, "notes": p.n_notes} for f, p in zip(files, perfs)]
+
     manifest = {"run": run_dir.resolve().name, "split": split, "sample_rate": sample_rate, "format": "Ogg Vorbis",
-                "pairs": pairs,
-                "prior": [{"file": f"audio/{f}", "tempo_bpm": p.tempo_bpm, "notes": p.n_notes}
-                          for f, p in zip(files, prior_perfs)]}
+                "pairs": pairs, "prior": prior_clips("prior")}
     slot_prior = load_slot_prior(run_dir, model.checkpoint_path)
     if slot_prior is not None and n_prior:
-        z = slot_prior.sample(n_prior, seed)
-        learned = [tk.decode(s, tempo_bpm=tempos[i % len(tempos)])
-                   for i, s in enumerate(sample(model, n_prior, seed=seed, z=z, tokenizer=tk, grammar=True))]
-        files = write_clips(learned, folder, [f"learned_{i:02d}" for i in range(len(learned))], sample_rate)
-        manifest["learned_prior"] = [{"file": f"audio/{f}", "tempo_bpm": p.tempo_bpm, "notes": p.n_notes}
-                                     for f, p in zip(files, learned)]
+        manifest["learned_prior"] = prior_clips("learned", slot_prior.sample(n_prior, seed))
     _write_manifest(folder / AUDIO_MANIFEST, manifest)
     return manifest
 

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import torch
 
-from vaelib.data.curation import load_meta, load_split, load_tokenizer
+from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
 from vaelib.evaluation.evaluate import SAMPLE_RATE, partners, teacher_forced
 from vaelib.evaluation.mrstft import mr_stft_performances

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import vaelib.model.generation as G
-from vaelib.data.curation import load_meta, load_split, load_tokenizer
+from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
 from vaelib.evaluation.evaluate import partners, teacher_forced
 from vaelib.model.checkpoint import load_model

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vaelib.data.curation import load_split, load_tokenizer
+from vaelib.data.dataset import load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import torch
 
-from vaelib.data.curation import load_performances, load_split, load_tokenizer
+from vaelib.data.dataset import load_performances, load_split, load_tokenizer
 from vaelib.evaluation.prior_samples import prior_metrics
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split

@@ -16,7 +16,7 @@ import json
 import numpy as np
 import torch
 
-from vaelib.data.curation import load_split, load_tokenizer
+from vaelib.data.dataset import load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split, fitted_prior

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from vaelib.data.curation import load_meta, load_split, load_tokenizer
+from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation.prior_samples import prior_metrics
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split

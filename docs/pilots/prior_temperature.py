@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vaelib.data.curation import load_performances, load_tokenizer
+from vaelib.data.dataset import load_performances, load_tokenizer
 from vaelib.evaluation import metrics as M
 from vaelib.model.checkpoint import load_model
 from vaelib.model.generation import sample

@@ -73,7 +73,7 @@ def test_evaluate_run_end_to_end(tiny_run):
     assert saved["collapsed"] == (saved["usage_gap"]["value"] < saved["collapse_threshold_nats_per_token"])
     for k in ("baseline_cc_me", "baseline_note_accuracy", "baseline_mr_stft"):
         assert np.isfinite(saved[k]["value"])
-    from vaelib.data.curation import load_split, load_tokenizer
+    from vaelib.data.dataset import load_split, load_tokenizer
     from vaelib.evaluation.metrics import is_valid
 
     tk = load_tokenizer(tiny_run / "data")

@@ -113,7 +113,7 @@ def register_run(tmp_path_factory):
 @pytest.mark.slow
 def test_register_vector_moves_register(register_run):
     from vaelib.model.checkpoint import load_model
-    from vaelib.data.curation import load_performances, load_split, load_tokenizer
+    from vaelib.data.dataset import load_performances, load_split, load_tokenizer
     from vaelib.model.generation import decode
 
     model, _ = load_model(register_run / "run")

@@ -178,7 +178,8 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path, capsys):
     import soundfile as sf
 
     from vaelib.config import get_preset
-    from vaelib.data.curation import curate, load_split
+    from vaelib.data.curation import curate
+    from vaelib.data.dataset import load_split
     from vaelib.model.checkpoint import load_model
     from vaelib.model.encoding import encode_split
     from vaelib.model.generation import main

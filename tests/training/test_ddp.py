@@ -9,7 +9,8 @@ import pytest
 
 from vaelib.model.checkpoint import list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
-from vaelib.data.curation import curate, load_split
+from vaelib.data.curation import curate
+from vaelib.data.dataset import load_split
 from vaelib.data.batching import steps_per_epoch
 
 ROOT = Path(__file__).resolve().parents[2]

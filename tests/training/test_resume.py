@@ -13,7 +13,8 @@ import torch
 
 from vaelib.model.checkpoint import latest_checkpoint, list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
-from vaelib.data.curation import curate, load_split
+from vaelib.data.curation import curate
+from vaelib.data.dataset import load_split
 from vaelib.data.batching import steps_per_epoch
 from vaelib.training.fit import fit
 

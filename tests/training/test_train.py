@@ -11,7 +11,7 @@ import torch
 
 from vaelib.model.checkpoint import list_checkpoints, read_checkpoint
 from vaelib.config import get_preset
-from vaelib.data.curation import load_split
+from vaelib.data.dataset import load_split
 from vaelib.data.batching import pad_batch, plan_batches
 from vaelib.training.diagnostics import aggregate_mi, collapse_diagnostics, plot_active_units, plot_kl_histogram, \
     plot_losses, plot_schedules

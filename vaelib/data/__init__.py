@@ -2,7 +2,8 @@
 
 Modules: ``performance`` (the one in-memory form), ``tokenizer`` and ``grammar`` (the event vocabulary and its rules),
 ``smf`` and ``midi`` (reading and writing Standard MIDI Files), ``synthetic`` (the embedded corpus), ``curation``
-(windows, filters, splits, ``report.json``), ``batching`` (length-bucketed training batches).
+(windows, filters, splits, ``report.json``), ``dataset`` (reading a curated folder back), ``batching``
+(length-bucketed training batches).
 ``python -m vaelib.data`` (console script ``vaelib-curate``) curates a dataset folder.
 """
 from vaelib.data.performance import Performance

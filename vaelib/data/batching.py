@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vaelib.data.curation import load_split
+from vaelib.data.dataset import load_split
 from vaelib.data.tokenizer import PAD as PAD_ID
 
 

@@ -37,7 +37,8 @@ at the split fractions, so all windows of one song land in one split and the spl
 on the order files were found in.
 
 Writes are atomic (temporary file, fsync, ``os.replace``). A rerun first deletes ``complete`` and
-any stale ``*.tmp`` files, so an interrupted curation restarts cleanly from scratch.
+any stale ``*.tmp`` files, so an interrupted curation restarts cleanly from scratch. ``vaelib.data.dataset`` reads
+the folder back.
 """
 from __future__ import annotations
 
@@ -54,17 +55,12 @@ from vaelib.atomic import atomic_write, atomic_write_text, fsync_dir
 from vaelib.config import DataConfig, TokenizerConfig
 from vaelib.controllers import name_of
 from vaelib.data.midi import MidiReadError, other_parts_census, read_midi, select_controllers
+from vaelib.data.dataset import COMPLETE, SPLITS
 from vaelib.data.performance import Performance
 from vaelib.data.synthetic import generate_one
 from vaelib.data.tokenizer import TokenBudgetError, Tokenizer
 
-SPLITS = ("train", "val", "test")
 MIDI_SUFFIXES = (".mid", ".midi", ".smf", ".kar")
-COMPLETE = "complete"
-
-
-class IncompleteDatasetError(FileNotFoundError):
-    """A data folder without its ``complete`` marker (curation never finished, or is running)."""
 
 
 # ---------------------------------------------------------------------------------------------- curate
@@ -402,69 +398,3 @@ def write_split(out: Path, split: str, ids: list[np.ndarray], meta: list[dict]) 
     flat = np.concatenate(ids).astype(np.int16) if ids else np.zeros(0, np.int16)
     atomic_write(out / f"{split}.npz", lambda f: np.savez(f, ids=flat, offsets=offsets))
     _write_json(out / f"{split}.meta.json", meta)
-
-
-# ---------------------------------------------------------------------------------------------- loaders
-def _require_complete(data_dir) -> Path:
-    d = Path(data_dir)
-    if not (d / COMPLETE).is_file():
-        raise IncompleteDatasetError(f"{d} is not a finished curation (no '{COMPLETE}' marker); rerun vaelib.data.__main__")
-    return d
-
-
-def load_split(data_dir, split: str) -> list[np.ndarray]:
-    """Token arrays (int64, ``BOS ... EOS``) of one split."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    d = _require_complete(data_dir)
-    with np.load(d / f"{split}.npz") as z:
-        flat, off = z["ids"].astype(np.int64), z["offsets"]
-    return [flat[off[i]:off[i + 1]] for i in range(len(off) - 1)]
-
-
-def load_meta(data_dir, split: str) -> list[dict]:
-    """Per-window dicts (style, source, tempo_bpm, n_notes, n_tokens, thinned, cc_changes) of one split."""
-    d = _require_complete(data_dir)
-    return json.loads((d / f"{split}.meta.json").read_text())
-
-
-def load_report(data_dir) -> dict:
-    return json.loads((_require_complete(data_dir) / "report.json").read_text())
-
-
-def load_tokenizer(data_dir) -> Tokenizer:
-    return Tokenizer(TokenizerConfig.load(_require_complete(data_dir) / "tokenizer.json"))
-
-
-def config_for_data(config, data_dir):
-    """``config`` (an ``ExperimentConfig``) with the data folder's ``TokenizerConfig`` (its controllers and
-    budget) and the vocabulary size that tokenizer has: a model trained on the folder speaks its layout."""
-    tc = TokenizerConfig.load(_require_complete(data_dir) / "tokenizer.json")
-    vocab = Tokenizer(tc).vocab_size
-    if tc == config.data.tokenizer and config.model.vocab_size == vocab:
-        return config
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, tokenizer=tc),
-                               model=dataclasses.replace(config.model, vocab_size=vocab))
-
-
-def budget_error(data_dir, longest: int, model_max_len: int, preset: str) -> str:
-    """The message for data longer than the model's positions, with the exact command that fixes it."""
-    d = Path(data_dir)
-    try:
-        budget = TokenizerConfig.load(d / "tokenizer.json").max_len
-        source = json.loads((d / "data_config.json").read_text()).get("source", "SRC")
-    except (OSError, ValueError):
-        budget, source = "?", "SRC"
-    return (f"sequences of {longest} tokens exceed model.max_len={model_max_len}: {d} was curated with a "
-            f"{budget}-token budget. Curate it for this preset: python -m vaelib.data.__main__ --source {source} "
-            f"--out {d} --preset {preset} (or --max-len {model_max_len})")
-
-
-def load_performances(data_dir, split: str) -> list[Performance]:
-    """Decoded windows of one split, with style, source and tempo from the meta."""
-    tok = load_tokenizer(data_dir)
-    out = []
-    for ids, m in zip(load_split(data_dir, split), load_meta(data_dir, split)):
-        p = tok.decode(ids, tempo_bpm=m["tempo_bpm"])
-        out.append(dataclasses.replace(p, style=m["style"], source=m["source"]))
-    return out

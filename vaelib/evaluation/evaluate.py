@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from vaelib.evaluation import metrics as M
 from vaelib.atomic import atomic_write_text
 from vaelib.data.batching import pad_batch
-from vaelib.data.curation import load_meta, load_split, load_tokenizer
+from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.data.tokenizer import PAD, TYPE_NAMES
 from vaelib.evaluation.mrstft import mr_stft_performances
 from vaelib.model.checkpoint import list_checkpoints, load_model

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from vaelib.atomic import atomic_write_text
-from vaelib.data.curation import load_meta, load_performances, load_split, load_tokenizer
+from vaelib.data.dataset import load_meta, load_performances, load_split, load_tokenizer
 from vaelib.data.performance import Performance
 from vaelib.data.tokenizer import Tokenizer
 from vaelib.model.encoding import encode_split

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vaelib.controllers import name_of
-from vaelib.data.curation import load_meta, load_report
+from vaelib.data.dataset import load_meta, load_report
 from vaelib.data.performance import Performance
 
 SPLITS = ("train", "val", "test")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vaelib.data.curation import load_split
+from vaelib.data.dataset import load_split
 from vaelib.data.tokenizer import EOS
 from vaelib.evaluation import metrics as M
 from vaelib.model.encoding import encode_split, fitted_prior

@@ -22,7 +22,7 @@ import torch
 
 from vaelib.config import TokenizerConfig
 from vaelib.controllers import load_cc_map
-from vaelib.data.curation import load_split
+from vaelib.data.dataset import load_split
 from vaelib.data.grammar import Grammar
 from vaelib.data.midi import clean_name, write_midi
 from vaelib.data.performance import Performance

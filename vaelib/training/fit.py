@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from vaelib.model import checkpoint as ckpt_io
 from vaelib.config import ExperimentConfig, get_preset
 from vaelib.data.batching import iterate_batches, load_token_split, pad_batch, plan_batches, steps_per_epoch
-from vaelib.data.curation import budget_error, config_for_data
+from vaelib.data.dataset import budget_error, config_for_data
 from vaelib.data.tokenizer import Tokenizer
 from vaelib.model.objective import ce_by_type, elbo
 from vaelib.model.vae import VAE

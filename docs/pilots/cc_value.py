@@ -15,7 +15,8 @@ import torch
 
 from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
-from vaelib.evaluation.evaluate import SAMPLE_RATE, partners, teacher_forced
+from vaelib.evaluation.evaluate import SAMPLE_RATE, partners
+from vaelib.evaluation.teacher_forced import teacher_forced
 from vaelib.evaluation.mrstft import mr_stft_performances
 from vaelib.model.checkpoint import load_model
 from vaelib.model.generation import CC_VALUES, decode

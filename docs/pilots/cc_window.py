@@ -16,7 +16,8 @@ import torch.nn.functional as F
 import vaelib.model.generation as G
 from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
-from vaelib.evaluation.evaluate import partners, teacher_forced
+from vaelib.evaluation.evaluate import partners
+from vaelib.evaluation.teacher_forced import teacher_forced
 from vaelib.model.checkpoint import load_model
 
 ap = argparse.ArgumentParser()

@@ -117,6 +117,11 @@ class ModelConfig:
     # read-out sees its pattern and its variation. Under N(0, I) the pattern then repeats from bar to bar as the
     # data's does; with independent beat slots a prior sample's bars do not share a groove.
     bar_pattern: bool = False
+    # With pool="beat": how many slots z splits into, each encoded from and read back into an equal stretch of the
+    # window (16: one per beat, 8: one per half bar, 4: one per bar). Fewer, larger slots let a slot hold what its
+    # steps share (a wobble's rate and shape) once instead of once per beat. 0: one per beat where latent_dim allows
+    # (gcd(latent_dim, 4 * n_bars) slots).
+    n_slots: int = 0
     n_pool: int = 16
     grid_slot_dim: int = 8  # pool="grid" and "beat": per grid step, its tokens' mean state (and onset) in these dims
     notes_slot_dim: int = 32  # the notes head reads z into this many dims per grid step

@@ -24,6 +24,7 @@ ap.add_argument("name")
 ap.add_argument("overrides", nargs="?", default="{}")
 ap.add_argument("--out", default="/tmp/pilots")
 ap.add_argument("--limit", type=int, default=60)
+ap.add_argument("--n-prior", type=int, default=32)
 a = ap.parse_args()
 torch.set_num_threads(1)
 out = Path(a.out)
@@ -34,7 +35,7 @@ if not (data / "complete").exists():
 t0 = time.time()
 fit(cfg, data, out / a.name)
 t_train = time.time() - t0
-m = evaluate_run(out / a.name, data, limit=a.limit, render=False, n_prior=32)
+m = evaluate_run(out / a.name, data, limit=a.limit, render=False, n_prior=a.n_prior)
 pm = m["prior"]
 summary = {
     "name": a.name, "overrides": json.loads(a.overrides), "train_sec": round(t_train),
@@ -48,6 +49,10 @@ summary = {
     "prior_groove": round(pm["muspy"].get("groove_consistency", float("nan")), 3),
     "fitted_prior_polyphony": round(m.get("prior_fitted", pm)["muspy"].get("polyphony", float("nan")), 2),
     "fitted_prior_groove": round(m.get("prior_fitted", pm)["muspy"].get("groove_consistency", float("nan")), 3),
+    "learned_prior_polyphony": round(m.get("prior_learned", pm)["muspy"].get("polyphony", float("nan")), 2),
+    "learned_prior_overlap": {k: round(v, 2) for k, v in m.get("prior_learned", pm)["overlapping_area"].items()},
+    "learned_prior_groove": round(m.get("prior_learned", pm)["muspy"].get("groove_consistency", float("nan")), 3),
+    "cc_me_ratio_by_rule": {k: round(v["cc_me_ratio"], 3) for k, v in m.get("by_cc_value", {}).items()},
     "what_z_carries": m.get("what_z_carries"),
 }
 print(json.dumps(summary))

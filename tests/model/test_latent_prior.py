@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from vaelib.model.encoding import fitted_prior
-from vaelib.model.latent_prior import SlotPrior, fit_slot_prior, n_chunks
+from vaelib.model.latent_prior import SlotPrior, fit_slot_prior, model_slots, n_chunks
 
 
 def _looped_windows(n, seed):
@@ -55,3 +55,18 @@ def test_slot_prior_shapes_seeds_and_errors():
         SlotPrior(30, 16)
     with pytest.raises(ValueError, match=">= 2 encoded windows"):
         fit_slot_prior(np.zeros((1, 32)), np.zeros((1, 32)))
+
+
+def test_the_prior_follows_the_models_slots():
+    """A prior over z takes the VAE's own slots (ModelConfig.n_slots, or one per beat), not a fixed 16."""
+    import dataclasses
+
+    from vaelib.config import get_preset
+    from vaelib.model.vae import VAE
+
+    base = get_preset("tiny").model
+    assert model_slots(VAE(dataclasses.replace(base, latent_dim=32))) == 16
+    assert model_slots(VAE(dataclasses.replace(base, latent_dim=32, n_slots=4))) == 4
+    assert model_slots(VAE(dataclasses.replace(base, pool="mean", cc_pool=False))) is None
+    mu = np.random.default_rng(0).normal(size=(8, 32))
+    assert fit_slot_prior(mu, np.zeros_like(mu), n_slots=4, steps=2).n_slots == 4

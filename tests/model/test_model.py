@@ -242,6 +242,32 @@ def test_beat_slots_each_hold_their_own_beat():
     assert m.encode(_real_batch(2)[1])[0].shape == (2, 20)
 
 
+def test_n_slots_chooses_fewer_longer_slots_and_the_cache_still_matches():
+    """ModelConfig.n_slots=4 splits z into one slot per bar: moving bar 2's slot changes the notes head and the CC
+    plan at bar 2's 32 steps only, and cached decoding still equals teacher forcing."""
+    torch.manual_seed(0)
+    m = VAE(_rich(pool="beat", latent_dim=32, n_slots=4, plan_input=True, cc_plan=True, cc_copy=True,
+                  cc_pool=True)).eval()
+    assert (m.n_slots, m.slot_steps, m.slot_dim) == (4, 32, 8)
+    _, ids = _real_batch()
+    with torch.no_grad():
+        z = m.encode(ids)[0]
+        z2 = z.clone()
+        z2[:, 16:24] += 3.0  # bar 2's slot
+        notes = (m.notes_logits(z2) - m.notes_logits(z)).abs().amax(-1)  # (B, 128 steps)
+        cc = (m.cc_plan(m.slots(z2)) - m.cc_plan(m.slots(z))).abs().amax((-1, -2))
+        for d in (notes, cc):
+            assert float(d[:, 64:96].amin()) > 0 and float(d[:, :64].max()) == 0 and float(d[:, 96:].max()) == 0
+        state = m.start(z, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(z, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    for bad in (3, 64, -4):  # must divide latent_dim and the 128 grid steps
+        with pytest.raises(ValueError, match="n_slots="):
+            VAE(_rich(pool="beat", latent_dim=32, n_slots=bad))
+
+
 def test_cc_targets_are_the_lanes_values_in_force_and_the_cc_head_reads_the_plan():
     perfs, ids = _real_batch()
     m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_head=True, cc_plan=False, cc_copy=False)).eval()

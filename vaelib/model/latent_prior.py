@@ -36,6 +36,12 @@ def n_chunks(latent_dim: int, n_pool: int = 16) -> int:
     return n_pool if latent_dim % n_pool == 0 else 1
 
 
+def model_slots(model) -> int | None:
+    """The slots a prior over ``model``'s z should follow: its beat slots (``VAE.n_slots``) with ``pool="beat"``,
+    else None (``n_chunks``)."""
+    return model.n_slots if model.config.pool == "beat" else None
+
+
 class SlotPrior(nn.Module):
     """Causal Transformer over z's ``n_slots`` slots (z (B, D) read as (B, n_slots, D / n_slots) in order); slot k's
     mixture is read from the slots before it (slot 0's from a learned start vector)."""

@@ -51,9 +51,12 @@ class VAE(nn.Module):
             raise ValueError("plan_memory and plan_input need notes_head")
         if c.pool not in ("mean", "attention", "grid", "beat"):
             raise ValueError(f"pool must be 'mean', 'attention', 'grid' or 'beat', got {c.pool!r}")
-        # pool="beat": z in n_slots equal slots, one per beat when latent_dim is a multiple of the window's beats,
-        # else one per stretch of gcd(latent_dim, beats) beats
-        self.n_slots = math.gcd(c.latent_dim, 4 * c.n_bars)
+        # pool="beat": z in n_slots equal slots (ModelConfig.n_slots), by default one per beat when latent_dim is a
+        # multiple of the window's beats, else one per stretch of gcd(latent_dim, beats) beats
+        self.n_slots = c.n_slots or math.gcd(c.latent_dim, 4 * c.n_bars)
+        if self.n_slots < 1 or c.latent_dim % self.n_slots or (c.steps_per_bar * c.n_bars) % self.n_slots:
+            raise ValueError(f"n_slots={self.n_slots} must divide latent_dim ({c.latent_dim}) and the window's "
+                             f"{c.steps_per_bar * c.n_bars} grid steps")
         self.slot_steps = c.steps_per_bar * c.n_bars // self.n_slots
         if c.pool == "beat" and c.steps_per_bar % 4:
             raise ValueError(f"pool='beat' needs steps_per_bar divisible by 4, got {c.steps_per_bar}")

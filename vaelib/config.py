@@ -303,6 +303,16 @@ def literal_variant(preset: str) -> str | None:
     return name if name in PRESETS else None
 
 
+def control_epochs(preset: str, epochs: int = 0) -> int:
+    """Epochs of ``preset``'s literal-objective control when the main runs train ``epochs`` (0: the preset's own):
+    the same share of the main runs' budget as the presets give it (``small-paper``: half of ``small``'s), at least 1."""
+    control = literal_variant(preset)
+    if control is None:
+        raise KeyError(f"preset {preset!r} has no literal-objective control")
+    own = PRESETS[control].train.epochs
+    return max(1, round(epochs * own / PRESETS[preset].train.epochs)) if epochs else own
+
+
 def get_preset(name: str, **overrides) -> ExperimentConfig:
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")

@@ -186,7 +186,7 @@ def test_plan_follows_the_contract(tmp_path):
 
 
 def test_plan_adds_one_literal_objective_control_unless_told_not_to(tmp_path):
-    from vaelib.config import get_preset, literal_variant
+    from vaelib.config import control_epochs, get_preset, literal_variant
 
     out = (tmp_path / "o").resolve()
     steps = plan("tiny", [32, 16], [3, 4], "synthetic", out, epochs=2, beta_max=2.0)
@@ -195,13 +195,18 @@ def test_plan_adds_one_literal_objective_control_unless_told_not_to(tmp_path):
     assert [s.name for s in steps].count("02_train_z16_paper") == 1 and control.parallel
     assert control.parameters["preset"] == literal_variant("tiny")
     assert control.parameters["run_dir"] == "z16_paper" and control.parameters["seed"] == 3
-    assert control.parameters["epochs"] == 2 and control.parameters["beta_max"] < 0  # same budget, paper's beta
+    assert control.parameters["epochs"] == 2 and control.parameters["beta_max"] < 0  # tiny-paper: the same budget
     literal = get_preset(control.parameters["preset"]).train
     assert literal.free_bits == literal.word_dropout == literal.beta_zero_frac == 0
     small, small_ctl = get_preset("small"), get_preset(literal_variant("small"))
     assert small_ctl.model == small.model and small_ctl.data == small.data and small_ctl.train.beta_max == 8
-    # the small control trains half the budget (all 4 beta cycles, each half as long); an EPOCHS override sets both
+    # the small control trains half the budget (all 4 beta cycles, each half as long), and half of an EPOCHS override
     assert small_ctl.train.epochs * 2 == small.train.epochs and small_ctl.train.n_cycles == small.train.n_cycles
+    by_small = {s.name: s for s in plan("small", [128, 256], [0], "synthetic", out, epochs=12)}
+    assert by_small["02_train_z128_paper"].parameters["epochs"] == 6
+    assert by_small["02_train_z256"].parameters["epochs"] == 12
+    assert plan("small", [128], [0], "synthetic", out)[2].parameters["epochs"] == 0  # 0: the preset's own (3)
+    assert control_epochs("small") == 3 and control_epochs("small", 12) == 6 and control_epochs("small", 1) == 1
     assert control.name in by["03_evaluate"].depends and str(out / "z16_paper" / "run.json") in by["03_evaluate"].inputs
     assert control.name not in by["06_listening_test"].depends  # the listening kit compares the main runs only
     without = plan("tiny", [16, 32], [0], "synthetic", out, control=False)

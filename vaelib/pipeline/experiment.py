@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vaelib.config import get_preset, literal_variant
+from vaelib.config import control_epochs, get_preset, literal_variant
 from vaelib.pipeline.step import Step
 from vaelib.runs import run_name
 
@@ -27,7 +27,8 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
     models ("auto", "auto:N" or "74,71,..."; "" keeps the default table; see ``vaelib.data.curation``).
     ``control`` adds ``02_train_z{D}_paper`` for the smallest D and the first seed: the preset's literal-objective
     variant (``config.literal_variant``; none for ``paper``, whose main runs are literal) trained into
-    ``OUT/z{D}_paper``, so 03 can show the collapse the defences prevent. It keeps the paper's beta_max.
+    ``OUT/z{D}_paper``, so 03 can show the collapse the defences prevent. It keeps the paper's beta_max, and an
+    ``epochs`` override gives it the preset's share of that budget (``config.control_epochs``: half for ``small``).
     """
     out = Path(out).resolve()
     latent_dims, seeds = [int(d) for d in latent_dims], [int(s) for s in seeds]
@@ -68,7 +69,8 @@ def plan(preset: str, latent_dims, seeds, data: str, out, *, n_examples: int = 0
         controls, control_records = (f"02_train_{ctl.name}",), (str(ctl / "run.json"),)
         steps.append(Step(controls[0], "02_train",
                           dict(preset=variant, latent_dim=dim, data_dir=data_dir, run_dir=rel(ctl), seed=seeds[0],
-                               epochs=int(epochs), beta_max=-1.0, max_steps=int(max_steps), limit=int(limit)),
+                               epochs=control_epochs(preset, int(epochs)) if epochs else 0, beta_max=-1.0,
+                               max_steps=int(max_steps), limit=int(limit)),
                           depends=("01_dataset_curation",), inputs=(report,), outputs=control_records, parallel=True))
     steps.append(Step("03_evaluate", "03_evaluate",
                       dict(preset=preset, results_dir=".", latent_dims=latent_dims, data_dir=data_dir,

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from vaelib.config import get_preset
+from vaelib.config import control_epochs, get_preset
 from vaelib.pipeline import report_index
 from vaelib.pipeline.experiment import plan
 from vaelib.pipeline.notebook import NOTEBOOKS_DIR, execute, find_notebook
@@ -241,7 +241,7 @@ def main(argv=None) -> int:
     config = dict(preset=a.preset, latent_dims=a.latent_dims, seeds=a.seeds,
                   data=a.data if a.data == "synthetic" else portable_path(a.data, out),
                   control=control, **({"cc": a.cc} if a.cc else {}),
-                  control_epochs=control and get_preset(control, epochs=a.epochs or None).train.epochs,
+                  control_epochs=control and control_epochs(a.preset, a.epochs),
                   n_examples=steps[0].parameters["n_examples"], epochs=resolved["train"]["epochs"],
                   max_steps=a.max_steps or "none", limit=a.limit or "the whole test split",
                   preset_config=resolved,

@@ -122,6 +122,12 @@ class ModelConfig:
     # steps share (a wobble's rate and shape) once instead of once per beat. 0: one per beat where latent_dim allows
     # (gcd(latent_dim, 4 * n_bars) slots).
     n_slots: int = 0
+    # With pool="beat" and one slot per beat: the share of z held by one code per bar, which every beat of its bar
+    # reads beside its own code (a bar's automation, a wobble's rate and shape, once per bar) while each beat's code
+    # keeps its notes. z is laid out bar by bar, [bar code | its 4 beats' codes], so the slot prior orders it by bars.
+    # Each beat's read-out sees its bar's code at its own position within the bar, so the read-out is one linear map
+    # per bar from the bar code to the bar's 32 steps. 0: no bar codes.
+    bar_share: float = 0.0
     n_pool: int = 16
     grid_slot_dim: int = 8  # pool="grid" and "beat": per grid step, its tokens' mean state (and onset) in these dims
     notes_slot_dim: int = 32  # the notes head reads z into this many dims per grid step

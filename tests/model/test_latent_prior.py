@@ -68,5 +68,6 @@ def test_the_prior_follows_the_models_slots():
     assert model_slots(VAE(dataclasses.replace(base, latent_dim=32))) == 16
     assert model_slots(VAE(dataclasses.replace(base, latent_dim=32, n_slots=4))) == 4
     assert model_slots(VAE(dataclasses.replace(base, pool="mean", cc_pool=False))) is None
+    assert model_slots(VAE(dataclasses.replace(base, latent_dim=64, bar_share=0.5))) == 4  # z bar by bar
     mu = np.random.default_rng(0).normal(size=(8, 32))
     assert fit_slot_prior(mu, np.zeros_like(mu), n_slots=4, steps=2).n_slots == 4

@@ -268,6 +268,41 @@ def test_n_slots_chooses_fewer_longer_slots_and_the_cache_still_matches():
             VAE(_rich(pool="beat", latent_dim=32, n_slots=bad))
 
 
+def test_bar_share_gives_each_bar_a_code_its_beats_read_beside_their_own():
+    """With bar_share, z is laid out bar by bar as [bar code | 4 beat codes]: moving bar 2's code changes the notes
+    head and the CC plan at bar 2's steps only, moving one beat's code at that beat's steps only; the encoder writes
+    the same layout and cached decoding still equals teacher forcing."""
+    torch.manual_seed(0)
+    m = VAE(_rich(pool="beat", latent_dim=64, bar_share=0.5, plan_input=True, cc_plan=True, cc_copy=True,
+                  cc_pool=True)).eval()
+    assert (m.bar_dim, m.beat_dim, m.slot_dim) == (8, 2, 34)  # a bar's 16 dims: its code 8, 4 beats x 2
+    _, ids = _real_batch()
+    with torch.no_grad():
+        z, logvar = m.encode(ids)
+        assert z.shape == logvar.shape == (3, 64)
+
+        def moved(dims):
+            z2 = z.clone()
+            z2[:, dims] += 3.0
+            notes = (m.notes_logits(z2) - m.notes_logits(z)).abs().amax(-1)  # (B, 128 steps)
+            cc = (m.cc_plan(m.slots(z2)) - m.cc_plan(m.slots(z))).abs().amax((-1, -2))
+            return notes, cc
+
+        for d in moved(slice(32, 40)):  # bar 2's code
+            assert float(d[:, 64:96].amin()) > 0 and float(d[:, :64].max()) == 0 and float(d[:, 96:].max()) == 0
+        for d in moved(slice(32 + 8 + 2, 32 + 8 + 4)):  # bar 2, beat 1's own code: steps 72..79
+            assert float(d[:, 72:80].amin()) > 0 and float(d[:, :72].max()) == 0 and float(d[:, 80:].max()) == 0
+        state = m.start(z, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(z, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    for bad in (dict(bar_share=0.25, latent_dim=32), dict(bar_share=0.5, n_slots=4, latent_dim=64),
+                dict(bar_share=1.0, latent_dim=64)):
+        with pytest.raises(ValueError, match="bar_share needs"):
+            VAE(_rich(pool="beat", **bad))
+
+
 def test_cc_targets_are_the_lanes_values_in_force_and_the_cc_head_reads_the_plan():
     perfs, ids = _real_batch()
     m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_head=True, cc_plan=False, cc_copy=False)).eval()

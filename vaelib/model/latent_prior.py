@@ -37,9 +37,11 @@ def n_chunks(latent_dim: int, n_pool: int = 16) -> int:
 
 
 def model_slots(model) -> int | None:
-    """The slots a prior over ``model``'s z should follow: its beat slots (``VAE.n_slots``) with ``pool="beat"``,
-    else None (``n_chunks``)."""
-    return model.n_slots if model.config.pool == "beat" else None
+    """The slots a prior over ``model``'s z should follow: its beat slots (``VAE.n_slots``) with ``pool="beat"``, its
+    bars with ``bar_share`` (z is laid out bar by bar), else None (``n_chunks``)."""
+    if model.config.pool != "beat":
+        return None
+    return model.config.n_bars if model.config.bar_share else model.n_slots
 
 
 class SlotPrior(nn.Module):

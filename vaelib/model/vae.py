@@ -68,6 +68,16 @@ class VAE(nn.Module):
                                  f"{16 * c.n_bars}, got pool={c.pool!r}, latent_dim={c.latent_dim}")
             self.pattern_dim, self.own_dim = self.slot_dim, 3 * self.slot_dim // 4
             self.slot_dim = self.pattern_dim + self.own_dim
+        if c.bar_share:
+            chunk = c.latent_dim // c.n_bars  # one bar's share of z: its code and its 4 beats' codes
+            self.bar_dim = round(c.bar_share * chunk)
+            if (c.pool != "beat" or c.bar_pattern or self.n_slots != 4 * c.n_bars or not 0 < self.bar_dim < chunk
+                    or (chunk - self.bar_dim) % 4):
+                raise ValueError(f"bar_share needs pool='beat' with one slot per beat, no bar_pattern, and a bar code "
+                                 f"of 0 < dims < {chunk} leaving a multiple of 4 for the beats; got pool={c.pool!r}, "
+                                 f"latent_dim={c.latent_dim}, bar_share={c.bar_share} ({self.bar_dim} dims)")
+            self.beat_dim = (chunk - self.bar_dim) // 4
+            self.slot_dim = 4 * self.bar_dim + self.beat_dim  # the bar code at the beat's position, then its own
         if c.notes_head:
             n_steps = c.steps_per_bar * c.n_bars
             # z -> a small code per grid step -> d_model. Each step its own linear read-out of z; with beat slots, of
@@ -125,6 +135,10 @@ class VAE(nn.Module):
             z_dim = self.own_dim
             self.to_mu_pattern = nn.Linear(pooled_dim, self.pattern_dim)
             self.to_logvar_pattern = nn.Linear(pooled_dim, self.pattern_dim)
+        if c.bar_share:  # each beat's code from its own features, each bar's code from its 4 beats' mean features
+            z_dim = self.beat_dim
+            self.to_mu_bar = nn.Linear(pooled_dim, self.bar_dim)
+            self.to_logvar_bar = nn.Linear(pooled_dim, self.bar_dim)
         self.to_mu = nn.Linear(pooled_dim, z_dim)  # with beat slots, one head that every slot shares
         self.to_logvar = nn.Linear(pooled_dim, z_dim)
         self.to_memory = nn.Linear(c.latent_dim, c.n_memory * c.d_model)
@@ -212,10 +226,17 @@ class VAE(nn.Module):
     def slots(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, D) -> (B, n_slots, slot_dim) what each slot's read-out sees: its share of z (beat slots; all of z
         as one slot otherwise), or with ``bar_pattern`` its beat's pattern (z's first 4 x pattern_dim) beside its own
-        variation (the rest, one per beat in time order)."""
+        variation (the rest, one per beat in time order), or with ``bar_share`` its bar's code, placed in the block of
+        its position within the bar (4 x bar_dim, zeros elsewhere), beside its own code."""
         B = z.shape[0]
         if self.config.pool != "beat":
             return z[:, None]
+        if self.config.bar_share:  # z bar by bar: [bar code | 4 beat codes]
+            nb, b = self.config.n_bars, self.bar_dim
+            bars = z.view(B, nb, -1)
+            at = torch.eye(4, dtype=z.dtype, device=z.device)[:, :, None]  # (beat, position, 1)
+            placed = (bars[:, :, None, None, :b] * at).reshape(B, nb, 4, 4 * b)  # zeros but at the beat's position
+            return torch.cat([placed, bars[..., b:].reshape(B, nb, 4, -1)], -1).view(B, self.n_slots, -1)
         if not self.config.bar_pattern:
             return z.view(B, self.n_slots, -1)
         n_pat = 4 * self.pattern_dim
@@ -263,6 +284,11 @@ class VAE(nn.Module):
                 per_beat = pooled.view(B, self.config.n_bars, 4, -1).mean(1)
                 mu = torch.cat([self.to_mu_pattern(per_beat).flatten(1), mu], 1)
                 logvar = torch.cat([self.to_logvar_pattern(per_beat).flatten(1), logvar], 1)
+            if self.config.bar_share:  # (B, bars, pooled) each bar's beats' features averaged, then z bar by bar
+                nb = self.config.n_bars
+                per_bar = pooled.view(B, nb, 4, -1).mean(2)
+                mu = torch.cat([self.to_mu_bar(per_bar), mu.view(B, nb, -1)], -1).flatten(1)
+                logvar = torch.cat([self.to_logvar_bar(per_bar), logvar.view(B, nb, -1)], -1).flatten(1)
             logvar = logvar.clamp(self.config.logvar_min, self.config.logvar_max)
         return mu, logvar
 

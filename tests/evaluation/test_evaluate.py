@@ -81,6 +81,9 @@ def test_evaluate_run_end_to_end(tiny_run):
     prior = saved["prior"]
     assert 0 <= prior["validity_rate"] <= 1 and set(prior["overlapping_area"]) >= {"pitch", "cc_slope"}
     assert 0 <= prior["novelty"]["value"] <= 1
+    for k, v in prior["muspy"].items():  # each per-piece mean with its bootstrap CI over the draws
+        lo, hi = prior["muspy_ci95"][k]
+        assert np.isnan(v) or lo - 1e-9 <= v <= hi + 1e-9, k
     # what z carries: own z and another window's, CE by type = "which event" + "which value"
     own, other = saved["what_z_carries"]["own_z"], saved["what_z_carries"]["other_z"]
     assert own["ce"] == pytest.approx(saved["recon_ce"]["value"])
@@ -171,6 +174,8 @@ def test_table1_from_runs_with_seeds(tiny_run):
     prior = prior_frame({"z16": one})
     assert list(prior.index) == ["z16", "z16 (fitted prior)", "z16 (learned prior)", "test set"]
     assert prior.loc["z16", "validity_rate"] == one["prior"]["validity_rate"]
+    lo, hi = one["prior_learned"]["muspy_ci95"]["groove_consistency"]
+    assert prior.loc["z16 (learned prior)", "groove_consistency 95% CI"] == f"[{lo:.3f}, {hi:.3f}]"
     # the fitted prior's samples are other draws of z, scored the same way
     fitted = one["prior_fitted"]
     assert fitted["n_samples"] == one["prior"]["n_samples"] and set(fitted["muspy"]) == set(one["prior"]["muspy"])

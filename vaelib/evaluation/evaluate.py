@@ -251,14 +251,15 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
 
 def is_fresh(run_dir, limit: int | None = None, split: str = "test", seed: int = 0) -> bool:
     """True when ``run_dir/metrics.json`` is newer than the run's newest checkpoint, was made with the same limit,
-    split and seed, and has every section this version writes (``by_cc_value``)."""
+    split and seed, and has every section this version writes (``by_cc_value``, the prior samples' CIs)."""
 
     m, ck = Path(run_dir) / "metrics.json", list_checkpoints(run_dir)
     if not (m.exists() and (Path(run_dir) / "eval.csv").exists() and ck and m.stat().st_mtime > ck[-1].stat().st_mtime):
         return False
     metrics = json.loads(m.read_text())
     run = metrics.get("run", {})
-    return (run.get("limit"), run.get("split"), run.get("seed")) == (limit, split, seed) and "by_cc_value" in metrics
+    return ((run.get("limit"), run.get("split"), run.get("seed")) == (limit, split, seed) and "by_cc_value" in metrics
+            and "muspy_ci95" in metrics.get("prior", {}))
 
 
 def _evaluate_in_worker(threads: int, run, data_dir, kw: dict) -> dict:

@@ -26,12 +26,16 @@ def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int =
     seqs = sample(model, n, seed=seed, z=z, tokenizer=tokenizer, grammar=True)
     gen = [tokenizer.decode(s) for s in seqs]
     per = lambda perfs, f: pd.DataFrame([f(p) for p in perfs]).mean().to_dict()  # noqa: E731
+    mus = pd.DataFrame([M.muspy_metrics(p) for p in gen])
     out = {"n_samples": n, "validity_rate": float(np.mean([M.is_valid(s, tokenizer) for s in seqs])),
            "eos_rate": float(np.mean([s[-1] == EOS for s in seqs])),
            "mean_tokens": float(np.mean([len(s) for s in seqs])),
-           "muspy": per(gen, M.muspy_metrics), "reference_muspy": per(test_perfs, M.muspy_metrics),
+           "muspy": mus.mean().to_dict(), "reference_muspy": per(test_perfs, M.muspy_metrics),
            "cc_activity": per(gen, M.cc_activity), "reference_cc_activity": per(test_perfs, M.cc_activity),
-           "overlapping_area": M.overlapping_area(gen, test_perfs)}
+           "overlapping_area": M.overlapping_area(gen, test_perfs),
+           # how much each per-piece mean moves with the draw: bootstrap over the n samples. Not for the overlaps:
+           # a resample repeats pieces, which thins their pooled histograms and biases the overlap down
+           "muspy_ci95": {k: list(M.bootstrap_ci(mus[k].to_numpy(), seed=seed)) for k in mus}}
     if train_perfs:
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(train_perfs), size=min(n, len(train_perfs)), replace=False)

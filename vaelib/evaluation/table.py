@@ -158,10 +158,18 @@ def runs_frame(results: dict[str, dict]) -> pd.DataFrame:
                          for run, m in results.items()}).T
 
 
+PRIOR_CI = ("polyphony", "groove_consistency")  # per-piece means the prior samples are judged by
+
+
+def _ci(ci) -> str:
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+
+
 def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
     """Prior-sample statistics per run (z ~ N(0, I); a "(fitted prior)" row for z from the Gaussian fitted to the
     training posteriors and a "(learned prior)" row for z from the slot prior fitted to them, where evaluated), plus a
-    "test set" row with the real split's values where defined."""
+    "test set" row with the real split's values where defined. ``PRIOR_CI``'s figures also get their 95% bootstrap
+    CI over the draws (another draw of as many samples moves them about that much)."""
     rows, ref = {}, {}
     for run, m in results.items():
         for key, name in (("prior", run), ("prior_fitted", f"{run} (fitted prior)"),
@@ -169,9 +177,11 @@ def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
             p = m.get(key)
             if p is None:
                 continue
+            ci = p.get("muspy_ci95", {})
             rows[name] = {"validity_rate": p["validity_rate"], **p["muspy"], **p["cc_activity"],
                           **{f"oa_{k}": v for k, v in p["overlapping_area"].items()},
-                          "novelty": p.get("novelty", {}).get("value", np.nan)}
+                          "novelty": p.get("novelty", {}).get("value", np.nan),
+                          **{f"{k} 95% CI": _ci(ci.get(k)) for k in PRIOR_CI}}
         p = m["prior"]
         ref = {**p["reference_muspy"], **p["reference_cc_activity"],
                **{f"oa_{k}": v for k, v in p.get("reference_overlapping_area", {}).items()},

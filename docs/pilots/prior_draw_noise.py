@@ -9,7 +9,6 @@ Prints one JSON line per seed and one with the mean and standard deviation over 
 import argparse
 import json
 
-import numpy as np
 import pandas as pd
 import torch
 

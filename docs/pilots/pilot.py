@@ -8,7 +8,10 @@ it does not depend on the variant's notes) and prints one JSON line of the figur
 Variants compared with this script share data, seed and token budget.
 """
 import argparse
+import datetime
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,7 +40,11 @@ fit(cfg, data, out / a.name)
 t_train = time.time() - t0
 m = evaluate_run(out / a.name, data, limit=a.limit, render=False, n_prior=a.n_prior)
 pm = m["prior"]
+commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
 summary = {
+    "date": datetime.date.today().isoformat(), "commit": commit or None,
+    "command": "OMP_NUM_THREADS=1 .venv/bin/python docs/pilots/pilot.py " + " ".join(
+        f"'{x}'" if x.startswith("{") else x for x in sys.argv[1:]),
     "name": a.name, "overrides": json.loads(a.overrides), "train_sec": round(t_train),
     "recon_ce": round(m["recon_ce"]["value"], 3), "ce_by_type": {k: round(v, 3) for k, v in m["ce_by_type"].items()},
     "kl": round(m["kl"]["value"], 1), "usage_gap": round(m["usage_gap"]["value"], 3),

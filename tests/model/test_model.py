@@ -266,6 +266,8 @@ def test_n_slots_chooses_fewer_longer_slots_and_the_cache_still_matches():
     for bad in (3, 64, -4):  # must divide latent_dim and the 128 grid steps
         with pytest.raises(ValueError, match="n_slots="):
             VAE(_rich(pool="beat", latent_dim=32, n_slots=bad))
+    with pytest.raises(ValueError, match="n_slots needs pool='beat'"):
+        VAE(_rich(pool="mean", cc_pool=False, latent_dim=32, n_slots=4))
 
 
 def test_bar_share_gives_each_bar_a_code_its_beats_read_beside_their_own():

@@ -54,8 +54,10 @@ class VAE(nn.Module):
         # pool="beat": z in n_slots equal slots (ModelConfig.n_slots), by default one per beat when latent_dim is a
         # multiple of the window's beats, else one per stretch of gcd(latent_dim, beats) beats
         self.n_slots = c.n_slots or math.gcd(c.latent_dim, 4 * c.n_bars)
-        if self.n_slots < 1 or c.latent_dim % self.n_slots or (c.steps_per_bar * c.n_bars) % self.n_slots:
-            raise ValueError(f"n_slots={self.n_slots} must divide latent_dim ({c.latent_dim}) and the window's "
+        if c.n_slots and c.pool != "beat":
+            raise ValueError(f"n_slots needs pool='beat', got pool={c.pool!r}")
+        if c.n_slots and (c.n_slots < 1 or c.latent_dim % c.n_slots or (c.steps_per_bar * c.n_bars) % c.n_slots):
+            raise ValueError(f"n_slots={c.n_slots} must divide latent_dim ({c.latent_dim}) and the window's "
                              f"{c.steps_per_bar * c.n_bars} grid steps")
         self.slot_steps = c.steps_per_bar * c.n_bars // self.n_slots
         if c.pool == "beat" and c.steps_per_bar % 4:

@@ -154,6 +154,7 @@ class TrainConfig:
     beta_zero_frac: float = 0.0  # beta held at 0 for this fraction at the start of each cycle
     free_bits: float = 0.0  # nats per latent dimension excluded from the KL penalty (0 = paper)
     word_dropout: float = 0.0  # decoder input tokens replaced by PAD with this probability
+    cc_word_dropout: float = -1.0  # the same for CC tokens alone; < 0: word_dropout's rate
     grad_clip: float = 1.0  # global grad-norm clip
     ckpt_every: int = 500  # steps between checkpoints (and one at the end)
     keep_ckpts: int = 3  # checkpoints kept on disk

@@ -199,6 +199,12 @@ def test_word_dropout_also_hides_the_dropped_positions_structure():
     assert dropped.any()
     assert float(seen["s"][dropped].abs().max()) == 0.0
     assert float(seen["s"][~dropped & (ids[:, :-1] != PAD_ID)].abs().sum(-1).min()) > 0
+    # cc_word_dropout: its own rate for the CC tokens, word_dropout's for the rest
+    m(ids, word_dropout=0.0, cc_word_dropout=1.0, generator=g)
+    real, cc = ids[:, :-1] != PAD_ID, m.layout.kind[ids[:, :-1]] >= 7
+    cc[:, 0] = False
+    dropped = (seen["ids_in"] == PAD_ID) & real
+    assert cc.any() and torch.equal(dropped, cc)
 
 
 @pytest.mark.parametrize("pool,plan_input,cc", [("attention", False, False), ("grid", False, False),

@@ -414,13 +414,15 @@ class VAE(nn.Module):
         return torch.cat([logits[..., :c0], logits[..., c0:] + bias.to(logits.dtype)], -1)
 
     def forward(self, ids: torch.Tensor, word_dropout: float = 0.0, sample: bool = True,
-                generator: torch.Generator | None = None) -> dict:
+                generator: torch.Generator | None = None, cc_word_dropout: float | None = None) -> dict:
         """ids (B, T) = BOS ... EOS PAD* -> dict(logits (B, T-1, V), targets (B, T-1), mu, logvar, z (B, D)).
 
         ``word_dropout`` replaces that fraction of the decoder's real input tokens (not BOS) by PAD, so the
         decoder cannot reconstruct from its own history alone and must read z (Bowman et al. 2016). The
         structural inputs are computed from the true tokens and zeroed wherever a token is dropped: otherwise
         they would hand the decoder the dropped token's effect (its time shift, its note) without z.
+        ``cc_word_dropout`` (None: ``word_dropout``) is the rate for CC tokens, so the decoder can be made to take the
+        lanes' values from z's plan more often than it re-reads them from its own history.
 
         With the notes head the dict also holds ``notes_logits`` (B, n_steps, 129) and ``notes_targets``
         (B, n_steps); with the CC head ``cc_logits`` (B, n_steps, n_cc, 128) and ``cc_targets`` (B, n_steps, n_cc)."""
@@ -432,8 +434,10 @@ class VAE(nn.Module):
         structure = self.extra_inputs(ids_in, plan)
         elapsed = self.layout.elapsed(ids_in) if c.cc_copy else None  # from the true tokens, as the structure
         cc_lp = self.cc_plan(self.slots(z)) if c.cc_plan else None  # one pass serves the bias and the plan's loss
-        if word_dropout > 0 and self.training:
-            drop = torch.rand(ids_in.shape, device=ids.device, generator=generator) < word_dropout
+        cc_rate = word_dropout if cc_word_dropout is None else cc_word_dropout
+        if (word_dropout > 0 or cc_rate > 0) and self.training:
+            rate = torch.where(self.layout.kind[ids_in] >= 7, cc_rate, word_dropout)  # kinds 7.. are the CC lanes
+            drop = torch.rand(ids_in.shape, device=ids.device, generator=generator) < rate
             drop[:, 0] = False
             ids_in = ids_in.masked_fill(drop, PAD_ID)
             if structure is not None:

@@ -276,7 +276,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
             for g in optimizer.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
             with autocast:
-                out = net(ids, word_dropout=t.word_dropout)
+                out = net(ids, word_dropout=t.word_dropout,
+                          cc_word_dropout=None if t.cc_word_dropout < 0 else t.cc_word_dropout)
             detail = step + 1 in (log_every, cap) or (step + 1) % detail_every == 0
             parts = elbo(out["logits"], out["targets"], out["mu"], out["logvar"], beta, t.free_bits,
                          with_accuracy=detail, notes_logits=out.get("notes_logits"),

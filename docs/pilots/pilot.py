@@ -30,6 +30,8 @@ ap.add_argument("--limit", type=int, default=60)
 ap.add_argument("--n-prior", type=int, default=32)
 a = ap.parse_args()
 torch.set_num_threads(1)
+# the code this pilot runs: read now, not after training, when HEAD may have moved on
+commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
 out = Path(a.out)
 cfg = get_preset("small", **{"latent_dim": 128, **json.loads(a.overrides)})
 data = out / "data"
@@ -40,7 +42,6 @@ fit(cfg, data, out / a.name)
 t_train = time.time() - t0
 m = evaluate_run(out / a.name, data, limit=a.limit, render=False, n_prior=a.n_prior)
 pm = m["prior"]
-commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
 summary = {
     "date": datetime.date.today().isoformat(), "commit": commit or None,
     "command": "OMP_NUM_THREADS=1 .venv/bin/python docs/pilots/pilot.py " + " ".join(

@@ -100,6 +100,10 @@ class ModelConfig:
     # With pool="beat": each slot also sees its steps' CC values (each lane's value in force, from the tokens), as it
     # sees their onsets, so a slot can hold its beat's automation without finding it in the mean of its states.
     cc_pool: bool = False
+    # With cc_plan and beat slots: the plan reads each bar's beat slots together (one linear map per bar from its 4
+    # slots to its 32 steps) instead of each beat's slot alone, so a lane's curve across the bar comes from the whole
+    # bar's code; the notes head still reads each beat's slot alone.
+    cc_plan_bar: bool = False
     # With the notes head: add to each decoder input z's plan at the grid step where the next event happens and at
     # the step after it (read at the elapsed time, which comes from the past tokens: causal, and cheap in the cache).
     # The decoder then finds the notes where it writes them instead of learning to look them up among all the steps.

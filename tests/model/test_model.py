@@ -276,6 +276,31 @@ def test_n_slots_chooses_fewer_longer_slots_and_the_cache_still_matches():
         VAE(_rich(pool="mean", cc_pool=False, latent_dim=32, n_slots=4))
 
 
+def test_cc_plan_bar_reads_a_whole_bars_slots_into_its_automation():
+    """With cc_plan_bar the CC plan reads each bar's 4 beat slots together: moving one beat's slot changes the plan
+    across its whole bar and nowhere else, the notes head at that beat only; cached decoding equals teacher forcing."""
+    torch.manual_seed(0)
+    m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_plan=True, cc_copy=True, cc_pool=True,
+                  cc_plan_bar=True)).eval()
+    _, ids = _real_batch()
+    with torch.no_grad():
+        z = m.encode(ids)[0]
+        z2 = z.clone()
+        z2[:, 18:20] += 3.0  # slot 9: bar 2, beat 1 (steps 72..79)
+        notes = (m.notes_logits(z2) - m.notes_logits(z)).abs().amax(-1)
+        cc = (m.cc_plan(m.slots(z2)) - m.cc_plan(m.slots(z))).abs().amax((-1, -2))
+        assert float(cc[:, 64:96].amin()) > 0 and float(cc[:, :64].max()) == 0 and float(cc[:, 96:].max()) == 0
+        assert float(notes[:, 72:80].amin()) > 0 and float(notes[:, :72].max()) == 0
+        assert float(notes[:, 80:].max()) == 0
+        state = m.start(z, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(z, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    with pytest.raises(ValueError, match="cc_plan_bar needs"):
+        VAE(_rich(pool="beat", latent_dim=32, cc_plan=False, cc_copy=False, cc_plan_bar=True))
+
+
 def test_bar_share_gives_each_bar_a_code_its_beats_read_beside_their_own():
     """With bar_share, z is laid out bar by bar as [bar code | 4 beat codes]: moving bar 2's code changes the notes
     head and the CC plan at bar 2's steps only, moving one beat's code at that beat's steps only; the encoder writes

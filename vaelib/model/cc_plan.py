@@ -53,7 +53,8 @@ class CCPlan(nn.Module):
         """slots (B, n_slots, slot_dim): z as ``VAE.slots`` lays it out (one slot holding all of z without beat
         slots) -> (B, n_steps, n_cc, 128) log-probabilities."""
         B = slots.shape[0]
-        code = self.read(slots).reshape(B, self.n_steps, -1)
+        # n_slots read-outs: z's slots as they are, or grouped in time order (a bar's beat slots side by side)
+        code = self.read(slots.reshape(B, self.n_slots, -1)).reshape(B, self.n_steps, -1)
         h = self.up(code) + self.pos
         h = h + self.mlp(h)
         mean, width = self.out(h).float().view(B, self.n_steps, self.n_cc, 2).unbind(-1)

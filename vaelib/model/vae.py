@@ -104,8 +104,11 @@ class VAE(nn.Module):
         if c.cc_pool and c.pool != "beat":
             raise ValueError("cc_pool needs pool='beat'")
         beat = c.pool == "beat"
-        self.cc_plan = (CCPlan(c, self.n_slots if beat else 1, self.slot_dim, self.layout.n_cc) if c.cc_plan
-                        else None)
+        if c.cc_plan_bar and not (c.cc_plan and beat and self.n_slots % c.n_bars == 0):
+            raise ValueError("cc_plan_bar needs cc_plan and pool='beat' with whole bars per slot group")
+        n_read = (c.n_bars if c.cc_plan_bar else self.n_slots) if beat else 1
+        self.cc_plan = (CCPlan(c, n_read, self.slot_dim * self.n_slots // n_read if beat else self.slot_dim,
+                               self.layout.n_cc) if c.cc_plan else None)
         if c.plan_input:
             self.plan_ln = nn.LayerNorm(c.d_model)
             # the plan at the next event's step and at the step after it, normalised to the token embeddings' scale

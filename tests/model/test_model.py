@@ -115,6 +115,16 @@ def _rich(**kw):
                                **kw)
 
 
+def _assert_cache_matches_teacher_forcing(m, z, ids):
+    """The KV-cached decoder fed ``ids`` one token at a time gives teacher forcing's logits at every real position."""
+    with torch.no_grad():
+        state = m.start(z, ids.shape[1])
+        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
+        full = m.decode(z, ids[:, :-1])
+    real = ids[:, 1:] != PAD_ID
+    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+
+
 def _real_batch(n=3):
     from vaelib.data.batching import pad_batch
     from vaelib.data.synthetic import generate
@@ -169,11 +179,7 @@ def test_kv_cache_matches_recomputation_with_structural_inputs():
     _, ids = _real_batch()
     with torch.no_grad():
         z = m.encode(ids)[0]
-        state = m.start(z, ids.shape[1])
-        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
-        full = m.decode(z, ids[:, :-1])
-    real = ids[:, 1:] != PAD_ID
-    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    _assert_cache_matches_teacher_forcing(m, z, ids)
     assert torch.equal(m.greedy(z, 60), m.greedy(z, 60, use_cache=False))
 
 
@@ -220,11 +226,7 @@ def test_pools_and_plan_inputs_keep_padding_and_cache_invariants(pool, plan_inpu
         assert torch.allclose(a, b, atol=1e-5)
         z = m.encode(ids)[0]
         assert m.memory(z).shape == (3, m.config.n_memory + 128, m.config.d_model)
-        state = m.start(z, ids.shape[1])
-        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
-        full = m.decode(z, ids[:, :-1])
-    real = ids[:, 1:] != PAD_ID
-    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    _assert_cache_matches_teacher_forcing(m, z, ids)
 
 
 def test_beat_slots_each_hold_their_own_beat():
@@ -264,11 +266,7 @@ def test_n_slots_chooses_fewer_longer_slots_and_the_cache_still_matches():
         cc = (m.cc_plan(m.slots(z2)) - m.cc_plan(m.slots(z))).abs().amax((-1, -2))
         for d in (notes, cc):
             assert float(d[:, 64:96].amin()) > 0 and float(d[:, :64].max()) == 0 and float(d[:, 96:].max()) == 0
-        state = m.start(z, ids.shape[1])
-        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
-        full = m.decode(z, ids[:, :-1])
-    real = ids[:, 1:] != PAD_ID
-    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    _assert_cache_matches_teacher_forcing(m, z, ids)
     for bad in (3, 64, -4):  # must divide latent_dim and the 128 grid steps
         with pytest.raises(ValueError, match="n_slots="):
             VAE(_rich(pool="beat", latent_dim=32, n_slots=bad))
@@ -292,11 +290,7 @@ def test_cc_plan_bar_reads_a_whole_bars_slots_into_its_automation():
         assert float(cc[:, 64:96].amin()) > 0 and float(cc[:, :64].max()) == 0 and float(cc[:, 96:].max()) == 0
         assert float(notes[:, 72:80].amin()) > 0 and float(notes[:, :72].max()) == 0
         assert float(notes[:, 80:].max()) == 0
-        state = m.start(z, ids.shape[1])
-        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
-        full = m.decode(z, ids[:, :-1])
-    real = ids[:, 1:] != PAD_ID
-    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    _assert_cache_matches_teacher_forcing(m, z, ids)
     with pytest.raises(ValueError, match="cc_plan_bar needs"):
         VAE(_rich(pool="beat", latent_dim=32, cc_plan=False, cc_copy=False, cc_plan_bar=True))
 
@@ -325,11 +319,7 @@ def test_bar_share_gives_each_bar_a_code_its_beats_read_beside_their_own():
             assert float(d[:, 64:96].amin()) > 0 and float(d[:, :64].max()) == 0 and float(d[:, 96:].max()) == 0
         for d in moved(slice(32 + 8 + 2, 32 + 8 + 4)):  # bar 2, beat 1's own code: steps 72..79
             assert float(d[:, 72:80].amin()) > 0 and float(d[:, :72].max()) == 0 and float(d[:, 80:].max()) == 0
-        state = m.start(z, ids.shape[1])
-        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
-        full = m.decode(z, ids[:, :-1])
-    real = ids[:, 1:] != PAD_ID
-    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    _assert_cache_matches_teacher_forcing(m, z, ids)
     for bad in (dict(bar_share=0.25, latent_dim=32), dict(bar_share=0.5, n_slots=4, latent_dim=64),
                 dict(bar_share=1.0, latent_dim=64)):
         with pytest.raises(ValueError, match="bar_share needs"):
@@ -412,10 +402,6 @@ def test_bar_pattern_shares_each_beats_pattern_across_the_bars():
         _, ids = _real_batch()
         mu, logvar = m.encode(ids)
         assert mu.shape == logvar.shape == (3, 64)
-        state = m.start(mu, ids.shape[1])
-        stepped = torch.stack([m.step(ids[:, t], state) for t in range(ids.shape[1] - 1)], 1)
-        full = m.decode(mu, ids[:, :-1])
-    real = ids[:, 1:] != PAD_ID
-    assert torch.allclose(stepped[real], full[real], atol=1e-5)
+    _assert_cache_matches_teacher_forcing(m, mu, ids)
     with pytest.raises(ValueError, match="bar_pattern needs"):
         VAE(_rich(pool="beat", latent_dim=16, bar_pattern=True))

@@ -94,7 +94,7 @@ def test_evaluate_run_end_to_end(tiny_run):
             assert w["ce_event_by_type"][t] + w["ce_value_by_type"][t] == pytest.approx(ce)
         assert 0 <= w["note_start_accuracy"] <= 1 and 0 <= w["pitch_accuracy"] <= 1
     assert saved["pitch_accuracy_gain"]["value"] == pytest.approx(own["pitch_accuracy"] - other["pitch_accuracy"])
-    from vaelib.evaluation.table import what_z_frame
+    from vaelib.evaluation.frames import what_z_frame
 
     frame = what_z_frame({"z16": saved})
     assert list(frame.index) == [("z16", "own z"), ("z16", "other z")]
@@ -108,7 +108,7 @@ def test_evaluate_run_end_to_end(tiny_run):
     assert mode["reference_cc_depth"] == mean["reference_cc_depth"] > 0
     for r in (mode, mean):
         assert 0 <= r["cc_me"]["value"] <= 1 and 0 <= r["cc_depth"] <= 0.5
-    from vaelib.evaluation.table import decoding_frame
+    from vaelib.evaluation.frames import decoding_frame
 
     dec = decoding_frame({"z16": saved})
     assert list(dec.index) == [("z16", "mode"), ("z16", "mean")] and list(dec["headline"]) == [True, False]
@@ -145,7 +145,8 @@ def test_runs_evaluated_in_worker_processes_match_one_at_a_time(tiny_run, tmp_pa
 
 @pytest.mark.slow
 def test_table1_from_runs_with_seeds(tiny_run):
-    from vaelib.evaluation.table import build_table1, prior_frame, runs_frame
+    from vaelib.evaluation.frames import prior_frame, runs_frame
+    from vaelib.evaluation.table import build_table1
 
     if not (tiny_run / "z16" / "metrics.json").exists():
         evaluate_run(tiny_run / "z16", tiny_run / "data", limit=16)

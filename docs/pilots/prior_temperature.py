@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vaelib.data.dataset import load_performances, load_tokenizer
+from vaelib.data.dataset import load_performances
 from vaelib.evaluation import metrics as M
-from vaelib.model.checkpoint import load_model
 from vaelib.model.generation import sample
-from vaelib.model.latent_prior import load_slot_prior
+
+from run_prior import load_run_prior  # docs/pilots/run_prior.py, beside this script
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir")
@@ -26,11 +26,7 @@ ap.add_argument("--t", type=float, nargs="+", default=[1.0, 0.9, 0.8])
 ap.add_argument("--n", type=int, default=64)
 a = ap.parse_args()
 torch.set_num_threads(1)
-model, _ = load_model(a.run_dir, device="cpu")
-tk = load_tokenizer(a.data_dir)
-prior = load_slot_prior(a.run_dir, model.checkpoint_path)
-if prior is None:
-    raise SystemExit(f"{a.run_dir}: no slot prior fitted to its checkpoint (evaluate the run first)")
+model, tk, prior = load_run_prior(a.run_dir, a.data_dir)
 test, train = load_performances(a.data_dir, "test"), load_performances(a.data_dir, "train")
 z = prior.sample(a.n, 0)
 for t in a.t:

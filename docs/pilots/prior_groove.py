@@ -21,7 +21,7 @@ from vaelib.evaluation import metrics as M
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split, fitted_prior
 from vaelib.model.generation import decode, prior
-from vaelib.model.latent_prior import fit_slot_prior
+from vaelib.model.latent_prior import fit_slot_prior, model_slots
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir")
@@ -39,7 +39,8 @@ tied = z.clone().view(a.n, 4, 4 * n_slot)  # (n, bar, 4 beat slots); bar_pattern
 tied[:, 1:] = tied[:, :1]
 mu, lv = encode_split(model, load_split(a.data_dir, "train"))
 z_fit = fitted_prior(mu, lv, a.n, 0)
-slot = fit_slot_prior(mu, lv, encode_split(model, load_split(a.data_dir, "val"))[0], n_mix=a.n_mix, steps=a.steps)
+slot = fit_slot_prior(mu, lv, encode_split(model, load_split(a.data_dir, "val"))[0], n_slots=model_slots(model),
+                      n_mix=a.n_mix, steps=a.steps)
 z_slot = slot.sample(a.n, 0)
 
 

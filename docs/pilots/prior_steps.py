@@ -16,7 +16,7 @@ from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation.prior_samples import prior_metrics
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split
-from vaelib.model.latent_prior import fit_slot_prior
+from vaelib.model.latent_prior import fit_slot_prior, model_slots
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir")
@@ -35,7 +35,7 @@ mu, logvar = encode_split(model, train_seqs)
 val_mu = encode_split(model, load_split(a.data_dir, "val"))[0]
 for steps in a.steps:
     t0 = time.time()
-    prior = fit_slot_prior(mu, logvar, val_mu, steps=steps, seed=0)
+    prior = fit_slot_prior(mu, logvar, val_mu, n_slots=model_slots(model), steps=steps, seed=0)
     fit_sec = time.time() - t0
     p = prior_metrics(model, tk, a.n, test, train, 0, z=prior.sample(a.n, 0))
     print(json.dumps({"run": a.run_dir, "steps": steps, "fit_sec": round(fit_sec, 1),

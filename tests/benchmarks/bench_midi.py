@@ -17,7 +17,8 @@ import muspy
 import symusic
 
 from ._util import best_time, write_result
-from vaelib.data.midi import read_midi, write_midi
+from vaelib.data.midi import read_midi
+from vaelib.data.midi_write import write_midi
 from vaelib.data.synthetic import generate
 
 TEST04 = Path(importlib.util.find_spec("music21").submodule_search_locations[0]) / "midi/testPrimitive/test04.mid"

@@ -14,7 +14,8 @@ import numpy as np
 
 from ._util import best_time, write_result
 from vaelib.controllers import DEFAULT_CC_NUMBERS
-from vaelib.data.midi import read_midi, write_midi
+from vaelib.data.midi import read_midi
+from vaelib.data.midi_write import write_midi
 from vaelib.data.synthetic import generate
 from vaelib.data.tokenizer import Tokenizer
 

@@ -10,7 +10,8 @@ import vaelib.data.curation as curation
 from vaelib.config import DataConfig, TokenizerConfig, get_preset
 from vaelib.data.curation import curate, split_sources
 from vaelib.data.dataset import IncompleteDatasetError, load_meta, load_performances, load_split, load_tokenizer
-from vaelib.data.midi import MidiReadError, read_midi, write_midi
+from vaelib.data.midi import MidiReadError, read_midi
+from vaelib.data.midi_write import write_midi
 from vaelib.data.performance import Performance
 from vaelib.data.synthetic import generate
 from vaelib.data.tokenizer import Tokenizer

@@ -11,7 +11,8 @@ import pretty_midi
 import pytest
 
 from vaelib.controllers import DEFAULT_CC_NUMBERS
-from vaelib.data.midi import MidiReadError, read_midi, safe_name, write_midi
+from vaelib.data.midi import MidiReadError, read_midi
+from vaelib.data.midi_write import safe_name, write_midi
 from vaelib.data.performance import Performance
 from vaelib.data.synthetic import generate
 
@@ -264,7 +265,7 @@ def test_safe_name():
 def test_written_files_name_their_controllers(tmp_path):
     import json
 
-    from vaelib.data.midi import sidecar_path
+    from vaelib.data.midi_write import sidecar_path
 
     p = random_performance(3)
     path = write_midi(p, tmp_path / "a.mid")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaelib.data.midi import write_midi
+from vaelib.data.midi_write import write_midi
 from vaelib.data.tokenizer import BOS, EOS, PAD, TokenError, Tokenizer, quantize_velocity
 
 TOK = Tokenizer()

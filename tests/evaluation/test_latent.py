@@ -85,7 +85,7 @@ def register_run(tmp_path_factory):
     each window repeats one pitch, low (36-38) or high (72-74), on a random rhythm."""
     from vaelib.config import get_preset
     from vaelib.data.curation import curate
-    from vaelib.data.midi import write_midi
+    from vaelib.data.midi_write import write_midi
     from vaelib.training.fit import fit
 
     tmp = tmp_path_factory.mktemp("register")

@@ -15,7 +15,7 @@ TK = Tokenizer(TokenizerConfig(max_len=384))
 
 def midi_notes_inside(perf, tmp_path, name):
     """Write with vaelib.data.midi, read back with mido; return (n note-ons, n CCs), asserting the window."""
-    from vaelib.data.midi import write_midi
+    from vaelib.data.midi_write import write_midi
 
     path = write_midi(perf, tmp_path / f"{name}.mid")
     mid = mido.MidiFile(path)

@@ -24,7 +24,7 @@ from vaelib.config import TokenizerConfig
 from vaelib.controllers import load_cc_map
 from vaelib.data.dataset import load_split
 from vaelib.data.grammar import Grammar
-from vaelib.data.midi import clean_name, write_midi
+from vaelib.data.midi_write import clean_name, write_midi
 from vaelib.data.performance import Performance
 from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
 from vaelib.model.checkpoint import load_model

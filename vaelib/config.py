@@ -152,6 +152,9 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW default
     warmup_steps: int = 1000  # paper §4.2, then cosine decay
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    # The last fraction of the steps in which the learning rate ramps linearly down towards 0 (on top of the cosine;
+    # with min_lr_ratio 1 that is warmup-stable-decay). 0: no cool-down.
+    cooldown_frac: float = 0.0
     beta_max: float = 8.0  # paper §3.4
     n_cycles: int = 4  # paper §3.4
     ramp_ratio: float = 0.5  # Fu et al. 2019: ramp 0 -> beta_max over the first R of each cycle

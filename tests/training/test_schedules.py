@@ -60,3 +60,17 @@ def test_schedules_follow_epochs_not_batch_size():
         # beta peaks halfway through each 2-epoch cycle, at the same epoch whatever the batch size
         assert beta_at(spe, n, 8.0, 4, 0.5) == 8.0
         assert beta_at(2 * spe, n, 8.0, 4, 0.5) == 0.0
+
+
+def test_lr_cooldown_ramps_down_to_near_zero_at_the_end():
+    kw = dict(total_steps=1000, lr=1e-3, warmup_steps=50, min_lr_ratio=1.0)
+    assert lr_at(799, **kw, cooldown_frac=0.2) == pytest.approx(1e-3)  # stable until the last 200 steps
+    assert lr_at(800, **kw, cooldown_frac=0.2) == pytest.approx(1e-3 * 200 / 201)
+    assert lr_at(999, **kw, cooldown_frac=0.2) == pytest.approx(1e-3 / 201)
+    assert lr_at(5000, **kw, cooldown_frac=0.2) == pytest.approx(1e-3 / 201)  # past the end: the last step's rate
+    cool = [lr_at(s, **kw, cooldown_frac=0.2) for s in range(800, 1000)]
+    assert all(a > b > 0 for a, b in zip(cool, cool[1:]))
+    assert [lr_at(s, **kw) for s in range(1000)] == [lr_at(s, **kw, cooldown_frac=0.0) for s in range(1000)]
+    assert lr_at(10, **kw, cooldown_frac=0.2) == lr_at(10, **kw)  # the warmup is untouched
+    with pytest.raises(ValueError, match="cooldown_frac"):
+        lr_at(0, **kw, cooldown_frac=1.0)

@@ -272,7 +272,7 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
                 break
             ids = ids.to(dev, non_blocking=True)
             beta = beta_at(step, n_total, t.beta_max, t.n_cycles, t.ramp_ratio, t.beta_zero_frac)
-            lr = lr_at(step, n_total, t.lr, t.warmup_steps, t.min_lr_ratio)
+            lr = lr_at(step, n_total, t.lr, t.warmup_steps, t.min_lr_ratio, t.cooldown_frac)
             for g in optimizer.param_groups:
                 g["lr"] = lr * g.get("lr_scale", 1.0)
             with autocast:

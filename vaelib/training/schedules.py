@@ -1,4 +1,5 @@
-"""Training schedules as pure functions of the optimizer step: cyclical β (Fu et al. 2019) and LR warmup + cosine.
+"""Training schedules as pure functions of the optimizer step: cyclical β (Fu et al. 2019) and LR warmup + cosine,
+with an optional linear cool-down over the last steps (warmup-stable-decay when the cosine is flat).
 
 Both are defined over ``total_steps = epochs * steps_per_epoch`` (see ``total_steps``), where ``steps_per_epoch``
 is the number of batches one epoch actually yields. The β cycles therefore follow epochs, not a step count fixed
@@ -39,17 +40,28 @@ def beta_at(step: int, total_steps: int, beta_max: float, n_cycles: int = 4, ram
     return float(beta_max) * (tau - zero_frac) / (ramp_ratio - zero_frac)
 
 
-def lr_at(step: int, total_steps: int, lr: float, warmup_steps: int = 0, min_lr_ratio: float = 0.0) -> float:
+def lr_at(step: int, total_steps: int, lr: float, warmup_steps: int = 0, min_lr_ratio: float = 0.0,
+          cooldown_frac: float = 0.0) -> float:
     """Learning rate at optimizer step ``step`` (0-based).
 
       1. step < warmup_steps: linear warmup, lr * (step + 1) / warmup_steps (never 0, so step 0 already learns)
       2. then cosine decay from lr to lr * min_lr_ratio, reached at ``total_steps``
       3. step >= total_steps: lr * min_lr_ratio
+    With ``cooldown_frac`` > 0, the last ``ceil(cooldown_frac * total_steps)`` steps (after the warmup) multiply
+    that by a linear ramp from 1 down to 1 / (cool-down steps + 1) at the last step, so the run ends near 0;
+    steps at or past ``total_steps`` keep the last step's rate.
     """
+    if not 0.0 <= cooldown_frac < 1.0:
+        raise ValueError(f"cooldown_frac must be in [0, 1), got {cooldown_frac}")
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
     floor = lr * min_lr_ratio
+    n_cool = min(math.ceil(cooldown_frac * total_steps), max(0, total_steps - warmup_steps))
+    if n_cool and step >= total_steps:
+        step = total_steps - 1
     if step >= total_steps:
         return floor
     progress = (step - warmup_steps) / (total_steps - warmup_steps)  # in [0, 1): here total > step >= warmup
-    return floor + (lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    rate = floor + (lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    left = total_steps - step  # steps left including this one: n_cool .. 1 inside the cool-down
+    return rate * left / (n_cool + 1) if left <= n_cool else rate

@@ -96,13 +96,15 @@ def build_pack(clips: dict[str, list[Performance]], out_dir, seed: int | None = 
 
 def build_pack_from_runs(run_dirs: dict[str, str | Path], data_dir, out_dir, n_per_model: int = 8,
                          n_references: int = 8, seed: int | None = 0, split: str = "test",
-                         temperature: float = 1.0, top_p: float = 0.95, sample_rate: int = 44100,
+                         temperature: float = 1.0, top_p: float = 1.0, sample_rate: int = 44100,
                          priors=("normal",)) -> dict[str, Path]:
     """Prior samples of each run (``{"z128": run_dir, ...}``) plus real references from ``split``.
 
     ``priors`` says where z comes from, one condition each: ``"normal"`` N(0, I) (the paper's; condition ``z128``),
     ``"learned"`` the slot prior fitted to the run's checkpoint when it was evaluated (``RUN/slot_prior.pt``;
-    condition ``z128_learned``). Generated clips get tempos drawn from the references' tempos, so tempo is no cue."""
+    condition ``z128_learned``). By default the clips are sampled as the evaluation's prior samples are (temperature 1,
+    no nucleus cut, with the grammar), so raters hear what the prior table scores. Generated clips get tempos drawn
+    from the references' tempos, so tempo is no cue."""
 
     unknown = set(priors) - set(PRIORS)
     if unknown or not priors:

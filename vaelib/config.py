@@ -270,7 +270,7 @@ _SMALL = ExperimentConfig(
     # docs/experiments.md). The learning rate holds at its peak after the warm-up instead of a cosine decay to 0 (the
     # budget ends long before the model converges: results/reference/learning_curve.csv), then ramps linearly down
     # towards 0 over the last 20 % of the steps (lower CE and cc CE and higher onset F1 at D=128 and 256 than without
-    # the cool-down, on each training seed tried; its CC-ME gain is within the seeds' spread; 40 % was no better:
+    # the cool-down, on both training seeds compared; its CC-ME gain is within the seeds' spread; 40 % was no better:
     # docs/experiments.md).
     train=replace(_RECOMMENDED.train, epochs=6, batch_tokens=2048, max_batch_size=16, lr=1.1e-3,
                   warmup_steps=50, min_lr_ratio=1.0, cooldown_frac=0.2, ckpt_every=100, eval_batches=2,

@@ -269,9 +269,8 @@ _SMALL = ExperimentConfig(
     # more from the same tokens in the same time (4,096-token steps: CE 3.15 against 2.63 at D=384;
     # docs/experiments.md). The learning rate holds at its peak after the warm-up instead of a cosine decay to 0 (the
     # budget ends long before the model converges: results/reference/learning_curve.csv), then ramps linearly down
-    # towards 0 over the last 20 % of the steps (lower CE and cc CE and higher onset F1 at D=128 and 256 than without
-    # the cool-down, on both training seeds compared; its CC-ME gain is within the seeds' spread; 40 % was no better:
-    # docs/experiments.md).
+    # towards 0 over the last 20 % of the steps (over three training seeds at D=128 and 256: lower CE and cc CE on
+    # each, higher onset F1 and a lower CC-ME ratio on average; 40 % was no better: docs/experiments.md).
     train=replace(_RECOMMENDED.train, epochs=6, batch_tokens=2048, max_batch_size=16, lr=1.1e-3,
                   warmup_steps=50, min_lr_ratio=1.0, cooldown_frac=0.2, ckpt_every=100, eval_batches=2,
                   prior_steps=1500),

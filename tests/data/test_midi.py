@@ -237,12 +237,12 @@ def test_errors_are_value_errors_with_reasons(tmp_path):
 
 
 def test_scanner_errors_are_the_public_midi_read_error(tmp_path):
-    """vaelib.data.smf raises the class that vaelib.data.midi exports, so callers catch one type."""
-    from vaelib.data import smf
+    """vaelib.data.smf_container raises the class that vaelib.data.midi exports, so callers catch one type."""
+    from vaelib.data import smf_container
 
-    assert smf.MidiReadError is MidiReadError
+    assert smf_container.MidiReadError is MidiReadError
     with pytest.raises(MidiReadError) as info:
-        smf.chunks(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0")  # 2 tracks announced, none follow
+        smf_container.chunks(b"MThd\x00\x00\x00\x06\x00\x01\x00\x02\x01\xe0")  # 2 tracks announced, none follow
     assert info.value.reason == "truncated"
 
 

@@ -2,7 +2,7 @@
 
 Reading (``read_midi``)
 -----------------------
-1. **Container checks** (``vaelib.data.smf.chunks``, Python, O(number of chunks)): size cap
+1. **Container checks** (``vaelib.data.smf_container.chunks``, Python, O(number of chunks)): size cap
    (``too_large``), empty file, ``MThd`` header, chunk walk.
 2. **Two compiled calls** return plain arrays: ``vaelib.data.smf.scan_bass`` (numba) validates every
    ``MTrk``, takes a per-channel census, picks the bass channel and extracts its notes, monitored
@@ -49,8 +49,9 @@ from numba import njit
 
 from vaelib.controllers import DEFAULT_CC_NUMBERS
 from vaelib.data.performance import Performance
-from vaelib.data.smf import DRUM_CHANNEL, GM_BASS, MidiReadError  # noqa: F401  (re-exported, public here)
-from vaelib.data.smf import STATUS, cc_census, chunks, scan_bass
+from vaelib.data.smf import DRUM_CHANNEL, GM_BASS  # noqa: F401  (re-exported, public here)
+from vaelib.data.smf import STATUS, cc_census, scan_bass
+from vaelib.data.smf_container import MidiReadError, chunks  # noqa: F401  (MidiReadError re-exported, public here)
 
 MAX_BYTES = 32 << 20  # files above this are rejected as "too_large"
 MAX_WINDOWS = 64  # windows per file: bounds time and memory on hour-long files

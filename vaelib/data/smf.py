@@ -1,9 +1,7 @@
-"""Standard MIDI File scanning: the container walk and one compiled call over the track bytes.
+"""Standard MIDI File scanning: one compiled call over the track bytes.
 
-``chunks`` checks the container in Python (O(number of chunks)): empty file, ``MThd`` header (a
-RIFF ``RMID`` wrapper is unwrapped), chunk walk up to the header's track count (trailing bytes,
-e.g. seq66's proprietary data, are ignored as mido does); chunks that are not ``MTrk`` are skipped
-as the SMF spec asks. ``scan_bass`` (numba) then walks every ``MTrk``: it validates the events
+``vaelib.data.smf_container.chunks`` checks the container and finds the ``MTrk`` chunks first.
+``scan_bass`` (numba) then walks every ``MTrk``: it validates the events
 (running status, data bytes > 127, events overrunning their chunk), takes a census per channel
 (pitch histogram, programs, which chunks hold its notes, first note tick), picks the bass channel
 (policy in ``vaelib.data.midi``'s module doc, point 4), and with two more walks counts, then fills
@@ -21,29 +19,13 @@ changes, not when a callee in another file does.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from numba import njit
 
 DRUM_CHANNEL = 9
 GM_BASS = np.arange(32, 40)
 STATUS = {1: "bad_chunk", 2: "bad_event", 3: "no_notes", 4: "no_bass", 5: "too_dense", 6: "not_4_4"}
-_CHUNK_TYPE = re.compile(rb"[\x20-\x7e]{4}")  # chunk types are 4 printable ASCII characters
 _BASS, _BASSOON, _DRUM = (np.frombuffer(w, np.uint8).copy() for w in (b"bass", b"bassoon", b"drum"))
-
-
-class MidiReadError(ValueError):
-    """A MIDI file that gives no bass windows; ``reason`` is a short machine-usable code."""
-
-    def __init__(self, reason: str, detail: str = "", path: str = ""):
-        super().__init__(reason, detail, path)
-        self.reason = reason
-        self.detail = detail
-        self.path = path
-
-    def __str__(self) -> str:
-        return f"{self.path or 'MIDI'}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
 
 
 # ---------------------------------------------------------------------------- event scanner
@@ -366,44 +348,3 @@ def cc_census(data, starts, ends, window_ticks, max_windows):
                     any_other |= ch != bass
             other[num] += any_other
     return changes, windows, bass, other
-
-
-# ---------------------------------------------------------------------------- container
-def chunks(data: bytes):
-    """(data (n_bytes,) uint8, ticks per quarter, smpte, starts, ends (n_chunks,) of the MTrk chunks);
-    raises MidiReadError on a bad container."""
-    if len(data) == 0:
-        raise MidiReadError("empty")
-    if data[:4] == b"RIFF" and data[8:12] == b"RMID":
-        k = data.find(b"MThd")
-        data = data[k:] if k >= 0 else b""
-    if data[:4] != b"MThd":
-        raise MidiReadError("not_midi", "no MThd header")
-    if len(data) < 14:
-        raise MidiReadError("truncated", "header cut short")
-    hlen = int.from_bytes(data[4:8], "big")
-    fmt, ntrks, division = (int.from_bytes(data[i:i + 2], "big") for i in (8, 10, 12))
-    if hlen < 6 or fmt > 2 or division == 0:
-        raise MidiReadError("bad_header", f"length={hlen} format={fmt} division={division}")
-    smpte = bool(division & 0x8000)
-    if smpte:  # frames/s * ticks/frame, read as quarter notes at 120 BPM (SMPTE files carry no tempo)
-        fps, tpf = 256 - (division >> 8), division & 0xFF
-        tpq = max(1, fps * tpf // 2)
-    else:
-        tpq = division
-    starts, ends, pos = [], [], 8 + hlen
-    while pos + 8 <= len(data) and len(starts) < ntrks:  # bytes after the last track are ignored
-        ctype, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "big")
-        if not _CHUNK_TYPE.fullmatch(ctype):
-            raise MidiReadError("bad_chunk", f"garbage chunk header at byte {pos}")
-        if pos + 8 + length > len(data):
-            raise MidiReadError("truncated", f"chunk at byte {pos} claims {length} bytes")
-        if ctype == b"MTrk":
-            starts.append(pos + 8)
-            ends.append(pos + 8 + length)
-        pos += 8 + length
-    if len(starts) < ntrks:
-        raise MidiReadError("truncated", f"{len(starts)} of {ntrks} tracks")
-    arr = np.frombuffer(data, np.uint8)
-    return arr, tpq, smpte, np.array(starts, np.int64), np.array(ends, np.int64)
-

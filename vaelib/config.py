@@ -108,6 +108,11 @@ class ModelConfig:
     # the step after it (read at the elapsed time, which comes from the past tokens: causal, and cheap in the cache).
     # The decoder then finds the notes where it writes them instead of learning to look them up among all the steps.
     plan_input: bool = False
+    # Add to each decoder input what the window held one bar earlier at the step where the next event happens and
+    # the step after it: the onset there (its pitch, through the pitch table) and each CC lane's value in force
+    # (vaelib.model.bar_lag). Both steps are in the past, so the decoder stays causal; a loop's next bar can then
+    # repeat the last one without z spelling it out again.
+    bar_lag: bool = False
     # How the encoder's outputs become (mu, log sigma^2): "mean" pools all real tokens (the paper); "attention" lets
     # n_pool learned queries attend over them and concatenates what each read, so different slots can hold different
     # parts of the window (the notes of one bar, a lane's motion) instead of one average dominated by CC tokens;

@@ -326,6 +326,52 @@ def test_bar_share_gives_each_bar_a_code_its_beats_read_beside_their_own():
             VAE(_rich(pool="beat", **bad))
 
 
+def test_bar_lag_reads_the_bar_before_from_past_tokens_and_the_cache_still_matches():
+    """With bar_lag the decoder's input at a position holds the onset and the lanes' values one bar before the
+    elapsed step (and the step after it): moving one note's pitch changes that input only at the positions whose
+    elapsed step is a bar (or a bar less one step) after the note's onset. Incremental decoding fills the same grids
+    as teacher forcing reads, so cached decoding equals teacher forcing, greedy included."""
+    import dataclasses as dc
+
+    from vaelib.data.batching import pad_batch
+    from vaelib.data.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    m = VAE(_rich(pool="beat", latent_dim=32, plan_memory=True, plan_input=True, cc_plan=True, cc_copy=True,
+                  cc_pool=True, bar_lag=True)).eval()
+    perfs, ids = _real_batch()
+    tk = Tokenizer(get_preset("tiny").data.tokenizer)
+    p = perfs[0]
+    onsets = p.notes[:, 0]
+    i = next(j for j, o in enumerate(onsets) if 0 < o < 90 and (onsets == o).sum() == 1)
+    o = int(onsets[i])
+    notes = p.notes.copy()
+    notes[i, 2] = 127  # a pitch no other note has
+    p2 = dc.replace(p, notes=notes)
+    a, b = pad_batch([tk.encode(p)]), pad_batch([tk.encode(p2)])
+    assert a.shape == b.shape
+    with torch.no_grad():
+        la, lb = (m.bar_lag(m.layout, x, m.pitch_table())[0] for x in (a, b))
+    el = m.layout.elapsed(a)[0]
+    moved = (la - lb).abs().amax(-1) > 0
+    assert moved.any()
+    assert set(el[moved].tolist()) <= {o + 31, o + 32}
+    # the grids an incremental decode builds are teacher forcing's at every step it has passed
+    with torch.no_grad():
+        z = m.encode(ids)[0]
+        state = m.start(z, ids.shape[1])
+        for t in range(ids.shape[1] - 1):
+            m.step(ids[:, t], state)
+    S = 128
+    assert torch.equal(state.lag.onsets, m.layout.onset_targets(ids, S))
+    cc_tf = m.layout.cc_targets(ids, S)
+    for r in range(3):
+        n = int(state.elapsed[r])
+        assert torch.equal(state.lag.cc[r, :min(n, S)], cc_tf[r, :min(n, S)])
+    _assert_cache_matches_teacher_forcing(m, z, ids)
+    assert torch.equal(m.greedy(z, 80), m.greedy(z, 80, use_cache=False))
+
+
 def test_cc_targets_are_the_lanes_values_in_force_and_the_cc_head_reads_the_plan():
     perfs, ids = _real_batch()
     m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_head=True, cc_plan=False, cc_copy=False)).eval()

@@ -1,7 +1,8 @@
 """Incremental decoding with per-layer K/V caches, mixed into ``vae.VAE``: ``start(z)`` allocates the caches and
 projects z's memory once, ``step(tokens, state)`` decodes one position in O(T) instead of recomputing the prefix, and
-``greedy(z)`` decodes with them. The structural inputs, the plan input and the CC plan's bias follow the elapsed
-time and sounding pitches tracked in the ``DecodeState``, so cached decoding equals teacher forcing.
+``greedy(z)`` decodes with them. The structural inputs, the plan input, the bar-lag input and the CC plan's bias
+follow the elapsed time, sounding pitches and grids tracked in the ``DecodeState``, so cached decoding equals teacher
+forcing.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class IncrementalDecoding:
             state.sounding = z.new_zeros(B, N_PITCH)
         if c.plan_input:
             state.plan_rows = self._plan_rows(plan)
+        if c.bar_lag:
+            state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
+            state.lag = self.bar_lag.start(B, z.device)
         if c.cc_copy:
             state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
             state.cc_rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)))
@@ -52,6 +56,7 @@ class IncrementalDecoding:
             raise ValueError(f"decode cache is full at {pos} positions")
         x = F.embedding(tokens[:, None], self.embedding_matrix()) + self.dec_pos.weight[pos]  # (B, 1, d)
         lay = self.layout
+        before = state.elapsed
         if state.elapsed is not None:
             state.elapsed = state.elapsed + lay.advance[tokens]
         if state.sounding is not None:
@@ -59,6 +64,8 @@ class IncrementalDecoding:
             x = x + self._structure_of(state.elapsed, (state.sounding > 0.5).float())[:, None]
         if state.plan_rows is not None:
             x = x + self._plan_at(state.plan_rows, state.elapsed[:, None])
+        if state.lag is not None:
+            x = x + self.bar_lag.step(state.lag, lay, tokens, before, state.elapsed, self.pitch_table())
         if state.z_in is not None:
             x = x + state.z_in
         x = self.drop(x)

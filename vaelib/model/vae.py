@@ -23,6 +23,7 @@ from vaelib.config import ModelConfig
 from vaelib.data.tokenizer import BOS as BOS_ID  # noqa: F401 (public here: the ids of the model's stream)
 from vaelib.data.tokenizer import EOS as EOS_ID  # noqa: F401
 from vaelib.data.tokenizer import PAD as PAD_ID
+from vaelib.model.bar_lag import BarLag
 from vaelib.model.blocks import Attention, DecoderBlock, Dropout, EncoderBlock
 from vaelib.model.cc_plan import CCPlan
 from vaelib.model.incremental import IncrementalDecoding
@@ -85,6 +86,8 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
             self.plan_ln = nn.LayerNorm(c.d_model)
             # the plan at the next event's step and at the step after it, normalised to the token embeddings' scale
             self.plan_in = nn.Sequential(nn.Linear(2 * c.d_model, c.d_model), nn.LayerNorm(c.d_model))
+        self.bar_lag = (BarLag(c.d_model, self.layout.n_cc, c.steps_per_bar, c.steps_per_bar * c.n_bars)
+                        if c.bar_lag else None)
         self.enc_pos = nn.Embedding(c.max_len, c.d_model)
         self.dec_pos = nn.Embedding(c.max_len, c.d_model)
         self.drop = Dropout(c.dropout)
@@ -136,6 +139,8 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
             self.notes_up[0].reset_parameters()
         if self.cc_plan is not None:
             self.cc_plan.reset_parameters()
+        if self.bar_lag is not None:
+            self.bar_lag.reset_parameters()
         if c.plan_input:
             # the input's gain starts at the embedding tables' 0.02: at LayerNorm's 1 the plan would drown the token
             # and structural inputs it is added to (the decoder then trained to a CE of 4.9 nats in the pilot)
@@ -279,13 +284,17 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
         return self.plan_in(torch.cat([here, after], -1))
 
     def extra_inputs(self, ids_in: torch.Tensor, plan: torch.Tensor | None) -> torch.Tensor | None:
-        """(B, T, d) what the decoder adds to its token inputs beyond position and z: the structural inputs and the
-        plan at the elapsed step (each computed from the tokens up to each position), or None."""
+        """(B, T, d) what the decoder adds to its token inputs beyond position and z: the structural inputs, the
+        plan at the elapsed step and what the window held a bar earlier (each computed from the tokens up to each
+        position), or None."""
         c = self.config
         extra = self.structure(ids_in) if c.structural else None
         if c.plan_input:
             p = self._plan_at(self._plan_rows(plan), self.layout.elapsed(ids_in))
             extra = p if extra is None else extra + p
+        if c.bar_lag:
+            lag = self.bar_lag(self.layout, ids_in, self.pitch_table())
+            extra = lag if extra is None else extra + lag
         return extra
 
     def _z_in(self, z: torch.Tensor) -> torch.Tensor | None:

@@ -15,7 +15,7 @@ from vaelib.data.tokenizer import EOS
 from vaelib.evaluation import metrics as M
 from vaelib.model.encoding import encode_split, fitted_prior
 from vaelib.model.generation import sample
-from vaelib.model.latent_prior import PRIOR_FILE, checkpoint_label, fit_slot_prior, model_slots, save_slot_prior
+from vaelib.model.latent_prior import PRIOR_FILE, checkpoint_label, fit_to_model, save_slot_prior
 
 
 def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int = 0,
@@ -68,13 +68,12 @@ def score_priors(model, tokenizer, n: int, test_perfs, train_seqs, train_perfs, 
                 val_seqs = load_split(data_dir, "val")
             except (FileNotFoundError, OSError):
                 val_seqs = []
-            val_mu = encode_split(model, val_seqs)[0]
-            slot_prior = fit_slot_prior(mu_train, logvar_train, val_mu, n_slots=model_slots(model),
-                                        steps=prior_steps, seed=seed)
+            slot_prior = fit_to_model(model, train_seqs, val_seqs, steps=prior_steps, seed=seed,
+                                      posteriors=(mu_train, logvar_train))
             z_learned = slot_prior.sample(n, seed)
             prior_learned = prior_metrics(model, tokenizer, n, test_perfs, train_perfs, seed, z=z_learned)
             prior_learned["fit"] = {"steps": prior_steps, "n_mix": slot_prior.n_mix,
-                                    "early_stopped_on": "val" if len(val_mu) else None}
+                                    "early_stopped_on": "val" if len(val_seqs) else None}
             # kept for the report's audio (``listening.export_run_audio``)
             save_slot_prior(slot_prior, run_dir, label, steps=prior_steps)
     if prior_learned is None:

@@ -29,7 +29,7 @@ from vaelib.data.performance import Performance
 from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
 from vaelib.model.checkpoint import load_model
 from vaelib.model.encoding import encode_split, fitted_prior
-from vaelib.model.latent_prior import PRIOR_FILE, fit_slot_prior, load_slot_prior, model_slots
+from vaelib.model.latent_prior import PRIOR_FILE, fit_to_model, load_slot_prior
 from vaelib.synth import render
 from vaelib.synth.audio import write_wav
 
@@ -332,11 +332,9 @@ def main(argv=None) -> None:
                      "pass the data folder to fit one: --learned-prior DATA_DIR")
         z = slot_prior.sample(a.n, a.seed)
     elif a.learned_prior:
-        mu, logvar = encode_split(model, load_split(a.learned_prior, "train"))
-        val_mu = encode_split(model, load_split(a.learned_prior, "val"))[0]
         steps = config.train.prior_steps if a.learned_prior_steps is None else a.learned_prior_steps
-        z = fit_slot_prior(mu, logvar, val_mu, n_slots=model_slots(model), steps=steps,
-                           seed=a.seed).sample(a.n, a.seed)
+        z = fit_to_model(model, load_split(a.learned_prior, "train"), load_split(a.learned_prior, "val"),
+                         steps=steps, seed=a.seed).sample(a.n, a.seed)
     elif a.fitted_prior:
         z = fitted_prior(*encode_split(model, load_split(a.fitted_prior, "train")), a.n, a.seed)
     seqs = sample(model, a.n, seed=a.seed, z=z, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,

@@ -26,6 +26,7 @@ from torch import nn
 from vaelib.atomic import atomic_write
 from vaelib.config import ModelConfig
 from vaelib.model.blocks import EncoderBlock
+from vaelib.model.encoding import encode_split
 
 PRIOR_FILE = "slot_prior.pt"  # a run folder's fitted slot prior (written by the evaluation)
 
@@ -138,6 +139,16 @@ def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None
         prior.load_state_dict(best_state)
     prior.eval()
     return prior
+
+
+def fit_to_model(model, train_seqs, val_seqs, *, steps: int, seed: int = 0,
+                 posteriors: tuple[np.ndarray, np.ndarray] | None = None) -> SlotPrior:
+    """``fit_slot_prior`` over ``model``'s slots (``model_slots``) to the posteriors of the token sequences
+    ``train_seqs``, early-stopped on those of ``val_seqs`` (none: no early stopping). ``posteriors`` is
+    ``encode_split(model, train_seqs)`` when the caller already has it."""
+    mu, logvar = encode_split(model, train_seqs) if posteriors is None else posteriors
+    val_mu = encode_split(model, val_seqs)[0]
+    return fit_slot_prior(mu, logvar, val_mu, n_slots=model_slots(model), steps=steps, seed=seed)
 
 
 def checkpoint_label(checkpoint) -> dict:

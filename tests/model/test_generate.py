@@ -217,6 +217,12 @@ def test_cli_writes_midi_with_notes_and_ccs_and_wav(tmp_path, capsys):
     save_slot_prior(fit_slot_prior(mu, logvar, mu, steps=5, seed=0), run, checkpoint_label(model.checkpoint_path))
     main(["--run-dir", str(run), "--n", "2", "--out", str(tmp_path / "saved"), "--no-grammar", "--learned-prior"])
     assert len(list((tmp_path / "saved").glob("*.mid"))) == 2
+    main(["--run-dir", str(run), "--n", "2", "--out", str(tmp_path / "cool"), "--no-grammar", "--learned-prior",
+          "--prior-temperature", "0.5"])
+    assert len(list((tmp_path / "cool").glob("*.mid"))) == 2
+    with pytest.raises(SystemExit):  # a temperature for draws that no slot prior makes
+        main(["--run-dir", str(run), "--out", str(tmp_path / "x"), "--prior-temperature", "0.5"])
+    assert "--prior-temperature sets the draws of --learned-prior" in capsys.readouterr().err
     (run / PRIOR_FILE).write_bytes(b"truncated")  # unreadable: named in a warning, then the same clear error
     with pytest.warns(RuntimeWarning, match="not a readable slot prior"), pytest.raises(SystemExit):
         main(["--run-dir", str(run), "--n", "2", "--out", str(tmp_path / "saved"), "--learned-prior"])

@@ -71,3 +71,27 @@ def test_the_prior_follows_the_models_slots():
     assert model_slots(VAE(dataclasses.replace(base, latent_dim=64, bar_share=0.5))) == 4  # z bar by bar
     mu = np.random.default_rng(0).normal(size=(8, 32))
     assert fit_slot_prior(mu, np.zeros_like(mu), n_slots=4, steps=2).n_slots == 4
+
+
+def test_slot_prior_temperature_keeps_draws_near_the_modes_and_travels_with_the_prior(tmp_path):
+    """Below temperature 1 the draws keep closer to the mixture's modes (here the four patterns); the temperature a
+    prior was fitted with is its default when sampling, and it is saved and loaded with it."""
+    from vaelib.model.latent_prior import checkpoint_label, load_slot_prior, save_slot_prior
+
+    mu, patterns = _looped_windows(400, 0)
+    logvar = np.full_like(mu, np.log(0.1))
+    prior = fit_slot_prior(mu, logvar, n_slots=8, steps=800, seed=0, temperature=0.5)
+
+    def off_pattern(t):
+        x = prior.sample(400, seed=2, temperature=t).numpy().reshape(400, 8, 2)
+        return np.linalg.norm(x[..., None, :] - patterns, axis=-1).min(-1).mean()
+
+    assert off_pattern(0.25) < off_pattern(0.5) < off_pattern(1.0)
+    assert torch.equal(prior.sample(6, seed=1), prior.sample(6, seed=1, temperature=0.5))
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(b"a checkpoint")
+    save_slot_prior(prior, tmp_path, checkpoint_label(ckpt))
+    loaded = load_slot_prior(tmp_path, ckpt)
+    assert loaded.temperature == 0.5 and torch.equal(loaded.sample(6, seed=1), prior.sample(6, seed=1))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        prior.sample(2, temperature=0.0)

@@ -102,8 +102,9 @@ def build_pack_from_runs(run_dirs: dict[str, str | Path], data_dir, out_dir, n_p
 
     ``priors`` says where z comes from, one condition each: ``"normal"`` N(0, I) (the paper's; condition ``z128``),
     ``"learned"`` the slot prior fitted to the run's checkpoint when it was evaluated (``RUN/slot_prior.pt``;
-    condition ``z128_learned``). By default the clips are sampled as the evaluation's prior samples are (temperature 1,
-    no nucleus cut, with the grammar), so raters hear what the prior table scores. Generated clips get tempos drawn
+    condition ``z128_learned``; z drawn at the prior's own temperature, as the evaluation draws it). By default the
+    clips are decoded as the evaluation's prior samples are (temperature 1, no nucleus cut, with the grammar), so
+    raters hear what the prior table scores. Generated clips get tempos drawn
     from the references' tempos, so tempo is no cue."""
 
     unknown = set(priors) - set(PRIORS)
@@ -330,7 +331,8 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
     * ``prior_<i>.ogg``: ``n_prior`` samples z ~ N(0, I) decoded at temperature 1 with the grammar, at the tempos
       of the originals;
     * ``learned_<i>.ogg``: as many samples with z from the run's slot prior (``RUN/slot_prior.pt``, fitted by the
-      evaluation to the posteriors of the same checkpoint as the model here), where there is one.
+      evaluation to the posteriors of the same checkpoint as the model here, drawn at its own temperature, which
+      the manifest records), where there is one.
 
     Writes the manifest ``run_dir/audio/audio.json`` (file paths relative to ``run_dir``) and returns it."""
 
@@ -364,6 +366,7 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
     slot_prior = load_slot_prior(run_dir, model.checkpoint_path)
     if slot_prior is not None and n_prior:
         manifest["learned_prior"] = prior_clips("learned", slot_prior.sample(n_prior, seed))
+        manifest["learned_prior_temperature"] = slot_prior.temperature
     _write_manifest(folder / AUDIO_MANIFEST, manifest)
     return manifest
 

@@ -317,9 +317,16 @@ def main(argv=None) -> None:
     ap.add_argument("--learned-prior-steps", type=int, default=None,
                     help="optimizer steps fitting --learned-prior DATA_DIR (default: the run's "
                          "TrainConfig.prior_steps)")
+    ap.add_argument("--prior-temperature", type=float, default=None,
+                    help="temperature of the --learned-prior draws (default: the prior's own, the run's "
+                         "TrainConfig.prior_temperature); below 1 the bars repeat more, for less variety")
     a = ap.parse_args(argv)
     if a.learned_prior_steps is not None and not a.learned_prior:
         ap.error("--learned-prior-steps sets the fit of --learned-prior DATA_DIR")
+    if a.prior_temperature is not None and a.learned_prior is None:
+        ap.error("--prior-temperature sets the draws of --learned-prior")
+    if a.prior_temperature is not None and a.prior_temperature <= 0:
+        ap.error("--prior-temperature must be > 0")
 
     model, config = load_model(a.run_dir)
     tk = Tokenizer(config.data.tokenizer)
@@ -330,11 +337,12 @@ def main(argv=None) -> None:
             ap.error(f"--learned-prior: {a.run_dir} has no slot prior fitted to its checkpoint "
                      f"{Path(model.checkpoint_path).name} (the evaluation writes {PRIOR_FILE}); "
                      "pass the data folder to fit one: --learned-prior DATA_DIR")
-        z = slot_prior.sample(a.n, a.seed)
+        z = slot_prior.sample(a.n, a.seed, a.prior_temperature)
     elif a.learned_prior:
         steps = config.train.prior_steps if a.learned_prior_steps is None else a.learned_prior_steps
         z = fit_to_model(model, load_split(a.learned_prior, "train"), load_split(a.learned_prior, "val"),
-                         steps=steps, seed=a.seed).sample(a.n, a.seed)
+                         steps=steps, seed=a.seed, temperature=config.train.prior_temperature,
+                         ).sample(a.n, a.seed, a.prior_temperature)
     elif a.fitted_prior:
         z = fitted_prior(*encode_split(model, load_split(a.fitted_prior, "train")), a.n, a.seed)
     seqs = sample(model, a.n, seed=a.seed, z=z, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,

@@ -50,10 +50,14 @@ class SlotPrior(nn.Module):
     mixture is read from the slots before it (slot 0's from a learned start vector)."""
 
     def __init__(self, latent_dim: int, n_slots: int, d_model: int = 64, n_layers: int = 2, n_heads: int = 4,
-                 dropout: float = 0.1, n_mix: int = 8):
+                 dropout: float = 0.1, n_mix: int = 8, temperature: float = 1.0):
         super().__init__()
         self.kwargs = dict(latent_dim=latent_dim, n_slots=n_slots, d_model=d_model, n_layers=n_layers,
-                           n_heads=n_heads, dropout=dropout, n_mix=n_mix)  # what ``load_slot_prior`` rebuilds
+                           n_heads=n_heads, dropout=dropout, n_mix=n_mix,
+                           temperature=temperature)  # what ``load_slot_prior`` rebuilds
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature  # what ``sample`` draws at unless told otherwise
         if latent_dim % n_slots:
             raise ValueError(f"latent_dim {latent_dim} does not split into {n_slots} slots")
         self.latent_dim, self.n_slots, self.slot_dim = latent_dim, n_slots, latent_dim // n_slots
@@ -88,27 +92,35 @@ class SlotPrior(nn.Module):
         return -(comp + logw).logsumexp(-1).mean() / self.slot_dim
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
-        """(n, D) ancestral draws, reproducible from ``seed``."""
+    def sample(self, n: int, seed: int = 0, temperature: float | None = None) -> torch.Tensor:
+        """(n, D) ancestral draws, reproducible from ``seed``, at ``temperature`` (None: the prior's own, set when it
+        was fitted). Below 1 the draws keep closer to the mixture's modes, as Sketch-RNN samples its mixture density
+        (Ha & Eck 2018): each slot's mixture weights are sharpened (log weights / temperature) and its components'
+        standard deviations scaled by sqrt(temperature)."""
+        temperature = self.temperature if temperature is None else temperature
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.eval()
         g = torch.Generator().manual_seed(seed)
         dev = self.start.device
         z = torch.zeros(n, self.n_slots, self.slot_dim, device=dev)
         for k in range(self.n_slots):
             mean, logvar, logw = self(z.view(n, -1))
-            j = torch.multinomial(logw[:, k].exp().cpu(), 1, generator=g).to(dev).squeeze(1)
+            w = logw[:, k].exp() if temperature == 1 else (logw[:, k] / temperature).softmax(-1)
+            j = torch.multinomial(w.cpu(), 1, generator=g).to(dev).squeeze(1)
             rows = torch.arange(n, device=dev)
             eps = torch.randn(n, self.slot_dim, generator=g).to(dev)
-            z[:, k] = mean[rows, k, j] + (0.5 * logvar[rows, k, j]).exp() * eps
+            z[:, k] = mean[rows, k, j] + (0.5 * logvar[rows, k, j]).exp() * math.sqrt(temperature) * eps
         return z.view(n, -1)
 
 
 def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None = None, *, n_slots: int | None = None,
                    steps: int = 4000, batch_size: int = 64, lr: float = 1e-3, eval_every: int = 50,
-                   seed: int = 0, n_mix: int = 8) -> SlotPrior:
+                   seed: int = 0, n_mix: int = 8, temperature: float = 1.0) -> SlotPrior:
     """Fit a ``SlotPrior`` to the aggregate posterior of encoded windows (``mu``, ``logvar`` (N, D)): each step draws
     z = mu + sigma * eps for a batch of windows. With ``val_mu`` (held-out windows' posterior means) the weights
-    with the lowest validation NLL, scored every ``eval_every`` steps, are the ones returned."""
+    with the lowest validation NLL, scored every ``eval_every`` steps, are the ones returned. ``temperature`` is the
+    one its ``sample`` draws at by default (the fit does not depend on it)."""
     mu_t = torch.as_tensor(np.asarray(mu), dtype=torch.float32)
     sd_t = torch.as_tensor(np.exp(0.5 * np.asarray(logvar)), dtype=torch.float32)
     if len(mu_t) < 2:
@@ -116,7 +128,7 @@ def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None
     D = mu_t.shape[1]
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    prior = SlotPrior(D, n_slots or n_chunks(D), n_mix=n_mix)
+    prior = SlotPrior(D, n_slots or n_chunks(D), n_mix=n_mix, temperature=temperature)
     opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=0.01)
     val = torch.as_tensor(np.asarray(val_mu), dtype=torch.float32) if val_mu is not None and len(val_mu) else None
     best, best_state = math.inf, None
@@ -141,14 +153,15 @@ def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None
     return prior
 
 
-def fit_to_model(model, train_seqs, val_seqs, *, steps: int, seed: int = 0,
+def fit_to_model(model, train_seqs, val_seqs, *, steps: int, seed: int = 0, temperature: float = 1.0,
                  posteriors: tuple[np.ndarray, np.ndarray] | None = None) -> SlotPrior:
     """``fit_slot_prior`` over ``model``'s slots (``model_slots``) to the posteriors of the token sequences
-    ``train_seqs``, early-stopped on those of ``val_seqs`` (none: no early stopping). ``posteriors`` is
-    ``encode_split(model, train_seqs)`` when the caller already has it."""
+    ``train_seqs``, early-stopped on those of ``val_seqs`` (none: no early stopping), sampling at ``temperature``.
+    ``posteriors`` is ``encode_split(model, train_seqs)`` when the caller already has it."""
     mu, logvar = encode_split(model, train_seqs) if posteriors is None else posteriors
     val_mu = encode_split(model, val_seqs)[0]
-    return fit_slot_prior(mu, logvar, val_mu, n_slots=model_slots(model), steps=steps, seed=seed)
+    return fit_slot_prior(mu, logvar, val_mu, n_slots=model_slots(model), steps=steps, seed=seed,
+                          temperature=temperature)
 
 
 def checkpoint_label(checkpoint) -> dict:

@@ -236,9 +236,10 @@ def render_audio(out: Path, audio: dict) -> str:
                     f"{len(man.get('pairs', []))} test pieces: original vs reconstruction; {n_samples} prior samples"
                     "</summary><table><tr><th>#</th><th>style</th><th>original</th><th>reconstruction (greedy decode"
                     f" of μ)</th><th>notes (orig. / rec.)</th></tr>{rows}</table>"
-                    f"<p>Prior samples z ~ N(0, I), temperature 1:</p><p>{prior}</p>"
+                    f"<p>Prior samples z ~ N(0, I), decoded at temperature 1:</p><p>{prior}</p>"
                     + (f"<p>Prior samples with z from the learned slot prior (fitted to the training posteriors; "
-                       f"<code>vaelib-generate --learned-prior</code>), temperature 1:</p><p>{learned}</p>"
+                       f"<code>vaelib-generate --learned-prior</code>; z drawn at temperature "
+                       f"{man.get('learned_prior_temperature', 1.0):g}), decoded at temperature 1:</p><p>{learned}</p>"
                        if learned else "") + "</details>")
             else:
                 head = "".join(f"<th>{a:+g}</th>" for a in man.get("amounts", []))

@@ -7,9 +7,8 @@ onset F1 and CC-ME against training tokens, up to ``--max-budget`` times the pre
 One training run whose schedules (warm-up, cosine, β cycles) span the longest budget; it stops at each multiple of
 the `small` budget (1, 2, 4, 8 x by default), is scored on the test split (``evaluate_run``, no audio), and resumes.
 So the early points are a longer run seen early, not separately tuned shorter runs; `small`'s learning-rate
-cool-down (``cooldown_frac``) falls in the last 20 % of the longest budget, so only the last point has had it. The
-committed curve predates both the flat rate and the cool-down: ``--overrides '{"min_lr_ratio": 0.0,
-"cooldown_frac": 0.0}'`` reproduces its schedule.
+cool-down (``cooldown_frac``) falls in the last 20 % of the longest budget, so only the last point has had it (a
+`small` run of the earlier points' length cools down at its own end). The command above made the committed curve.
 """
 import argparse
 import json
@@ -22,7 +21,6 @@ matplotlib.use("Agg")
 import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
 from vaelib.config import get_preset  # noqa: E402
 from vaelib.data.curation import curate  # noqa: E402

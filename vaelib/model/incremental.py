@@ -34,17 +34,15 @@ class IncrementalDecoding:
             shape = (B, c.n_heads, L, hd)
             layers.append(LayerCache(z.new_zeros(shape), z.new_zeros(shape), mk, mv))
         state = DecodeState(pos=0, z_in=self._z_in(z), layers=layers)
-        if c.structural or c.plan_input:
+        if c.structural or c.plan_input or c.bar_lag or c.cc_copy:  # each reads the elapsed step
             state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
         if c.structural:
             state.sounding = z.new_zeros(B, N_PITCH)
         if c.plan_input:
             state.plan_rows = self._plan_rows(plan)
         if c.bar_lag:
-            state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
             state.lag = self.bar_lag.start(B, z.device)
         if c.cc_copy:
-            state.elapsed = torch.zeros(B, dtype=torch.long, device=z.device)
             state.cc_rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)))
         return state
 

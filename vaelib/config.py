@@ -192,6 +192,10 @@ class TrainConfig:
     # its mixtures, so a sample's bars repeat more, for less variety. Kept with the fitted prior, so the evaluation,
     # the report's audio, the listening test and ``vaelib-generate --learned-prior`` all draw at it.
     prior_temperature: float = 1.0
+    # The share of each training window's posterior spread the slot prior is fitted to (``fit_slot_prior``): 1 fits
+    # it to the aggregate posterior, z = mu + sigma * eps; below 1 to narrower clouds around the windows' codes, so
+    # its draws stay nearer to codes of real windows, for less variety. Kept with the fitted prior's record.
+    prior_sigma_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -280,12 +284,14 @@ _SMALL = ExperimentConfig(
     # budget ends long before the model converges: results/reference/learning_curve.csv), then ramps linearly down
     # towards 0 over the last 20 % of the steps (over three training seeds at D=128 and 256: lower CE and cc CE on
     # each, higher onset F1 and a lower CC-ME ratio on average; 40 % was no better: docs/experiments.md).
-    # The slot prior samples at temperature 0.8: at 1 its samples' bars repeat less than the data's (groove
-    # 0.830-0.865 over 192 draws per size; training windows 0.886); at 0.8 they groove about as the data does
-    # (0.845-0.894), keep the duration overlap over 0.8 and copy no training window (docs/experiments.md).
+    # The slot prior is fitted to half of each training window's posterior spread and samples at temperature 0.8:
+    # fitted to the whole spread and sampled at 1, its samples' bars repeat less than the data's (groove
+    # 0.830-0.865 over 192 draws per size; training windows 0.886); so they groove at 0.865-0.890 at every size,
+    # keep the duration overlap over 0.83 and copy no training window, for a lower pitch overlap at D=128 and 512
+    # (docs/experiments.md).
     train=replace(_RECOMMENDED.train, epochs=6, batch_tokens=2048, max_batch_size=16, lr=1.1e-3,
                   warmup_steps=50, min_lr_ratio=1.0, cooldown_frac=0.2, ckpt_every=100, eval_batches=2,
-                  prior_steps=1500, prior_temperature=0.8),
+                  prior_steps=1500, prior_temperature=0.8, prior_sigma_scale=0.5),
 )
 
 # Seconds per run: tests and nbval.

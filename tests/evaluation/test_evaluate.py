@@ -114,7 +114,8 @@ def test_evaluate_run_end_to_end(tiny_run):
     assert list(dec.index) == [("z16", "mode"), ("z16", "mean")] and list(dec["headline"]) == [True, False]
     # the slot prior's samples (the tiny preset fits it for its own prior_steps), scored like the others
     learned = saved["prior_learned"]
-    assert learned["fit"] == {"steps": 100, "n_mix": 8, "temperature": 1.0, "early_stopped_on": "val"}
+    assert learned["fit"] == {"steps": 100, "n_mix": 8, "temperature": 1.0, "sigma_scale": 1.0,
+                              "early_stopped_on": "val"}
     assert learned["n_samples"] == prior["n_samples"] and set(learned["muspy"]) == set(prior["muspy"])
     # the CLI writes the same file (deterministic: same seed, same checkpoint)
     main(["--run-dir", str(tiny_run / "z16"), "--data", str(tiny_run / "data"), "--limit", "16"])

@@ -26,8 +26,8 @@ What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.met
   own values as reference). ``prior_fitted``: the same for as many z from the Gaussian fitted to the training
   split's posteriors (``encoding.fitted_prior``), which keeps the correlations between z's dimensions.
   ``prior_learned``: the same for z from the slot prior fitted to the training posteriors
-  (``latent_prior.fit_slot_prior``, early-stopped on the validation split; the kind of prior that
-  ``vaelib-generate --learned-prior`` fits), which keeps the bars' shared groove, sampled at the run's
+  (``latent_prior.fit_slot_prior``, their spread scaled by ``TrainConfig.prior_sigma_scale``, early-stopped on the
+  validation split; the kind of prior that ``vaelib-generate --learned-prior`` fits), which keeps the bars' shared groove, sampled at the run's
   ``TrainConfig.prior_temperature`` (``SlotPrior.sample``); it is kept, with that temperature, as
   ``RUN/slot_prior.pt``.
 
@@ -166,7 +166,8 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     n_prior = n_prior or min(len(seqs), N_PRIOR)
     prior, prior_fitted, prior_learned = score_priors(
         model, tk, n_prior, refs, train_seqs, train_perfs, data_dir, run_dir, seed,
-        config.train.prior_steps if prior_steps is None else prior_steps, config.train.prior_temperature)
+        config.train.prior_steps if prior_steps is None else prior_steps, config.train.prior_temperature,
+        config.train.prior_sigma_scale)
 
     S = lambda x: M.summarize(x, seed)  # noqa: E731
     gap = M.ratio_summary(tf["ce_partner"] - tf["ce_mu"], tf["n_tokens"], seed=seed)

@@ -49,10 +49,11 @@ def prior_metrics(model, tokenizer, n: int, test_perfs, train_perfs, seed: int =
 
 
 def score_priors(model, tokenizer, n: int, test_perfs, train_seqs, train_perfs, data_dir, run_dir, seed: int = 0,
-                 prior_steps: int = 0, prior_temperature: float = 1.0) -> tuple[dict, dict | None, dict | None]:
+                 prior_steps: int = 0, prior_temperature: float = 1.0,
+                 prior_sigma_scale: float = 1.0) -> tuple[dict, dict | None, dict | None]:
     """``prior_metrics`` for n samples with z from N(0, I), from the Gaussian fitted to the training posteriors, and
-    from the slot prior fitted to them for ``prior_steps`` (early-stopped on ``data_dir``'s val split) and sampled at
-    ``prior_temperature`` (kept, with its temperature, as ``run_dir/slot_prior.pt`` for the report's audio). The
+    from the slot prior fitted to them (their spread scaled by ``prior_sigma_scale``) for ``prior_steps``
+    (early-stopped on ``data_dir``'s val split) and sampled at ``prior_temperature`` (kept, with its temperature, as ``run_dir/slot_prior.pt`` for the report's audio). The
     fitted priors are None with fewer than 2 training windows, the slot prior also with ``prior_steps`` 0 (and an
     earlier ``slot_prior.pt`` is then removed, so the report's audio never draws from a prior these metrics do not
     describe). ``model.checkpoint_path`` (set by ``load_model``) labels the saved prior."""
@@ -69,13 +70,15 @@ def score_priors(model, tokenizer, n: int, test_perfs, train_seqs, train_perfs, 
             except (FileNotFoundError, OSError):
                 val_seqs = []
             slot_prior = fit_to_model(model, train_seqs, val_seqs, steps=prior_steps, seed=seed,
-                                      temperature=prior_temperature, posteriors=(mu_train, logvar_train))
+                                      temperature=prior_temperature, sigma_scale=prior_sigma_scale,
+                                      posteriors=(mu_train, logvar_train))
             z_learned = slot_prior.sample(n, seed)
             prior_learned = prior_metrics(model, tokenizer, n, test_perfs, train_perfs, seed, z=z_learned)
             prior_learned["fit"] = {"steps": prior_steps, "n_mix": slot_prior.n_mix, "temperature": prior_temperature,
+                                    "sigma_scale": prior_sigma_scale,
                                     "early_stopped_on": "val" if len(val_seqs) else None}
             # kept for the report's audio (``listening.export_run_audio``)
-            save_slot_prior(slot_prior, run_dir, label, steps=prior_steps)
+            save_slot_prior(slot_prior, run_dir, label, steps=prior_steps, sigma_scale=prior_sigma_scale)
     if prior_learned is None:
         (Path(run_dir) / PRIOR_FILE).unlink(missing_ok=True)
     return prior, prior_fitted, prior_learned

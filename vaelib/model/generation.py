@@ -342,6 +342,7 @@ def main(argv=None) -> None:
         steps = config.train.prior_steps if a.learned_prior_steps is None else a.learned_prior_steps
         z = fit_to_model(model, load_split(a.learned_prior, "train"), load_split(a.learned_prior, "val"),
                          steps=steps, seed=a.seed, temperature=config.train.prior_temperature,
+                         sigma_scale=config.train.prior_sigma_scale,
                          ).sample(a.n, a.seed, a.prior_temperature)
     elif a.fitted_prior:
         z = fitted_prior(*encode_split(model, load_split(a.fitted_prior, "train")), a.n, a.seed)

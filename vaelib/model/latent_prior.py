@@ -116,13 +116,18 @@ class SlotPrior(nn.Module):
 
 def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None = None, *, n_slots: int | None = None,
                    steps: int = 4000, batch_size: int = 64, lr: float = 1e-3, eval_every: int = 50,
-                   seed: int = 0, n_mix: int = 8, temperature: float = 1.0) -> SlotPrior:
+                   seed: int = 0, n_mix: int = 8, temperature: float = 1.0,
+                   sigma_scale: float = 1.0) -> SlotPrior:
     """Fit a ``SlotPrior`` to the aggregate posterior of encoded windows (``mu``, ``logvar`` (N, D)): each step draws
-    z = mu + sigma * eps for a batch of windows. With ``val_mu`` (held-out windows' posterior means) the weights
-    with the lowest validation NLL, scored every ``eval_every`` steps, are the ones returned. ``temperature`` is the
-    one its ``sample`` draws at by default (the fit does not depend on it)."""
+    z = mu + sigma_scale * sigma * eps for a batch of windows. Below 1, ``sigma_scale`` fits the prior to a narrower
+    cloud around each window's code than the posterior's own (0: its mean alone), so the prior's components stay
+    closer to the codes of real windows. With ``val_mu`` (held-out windows' posterior means) the weights with the
+    lowest validation NLL, scored every ``eval_every`` steps, are the ones returned. ``temperature`` is the one its
+    ``sample`` draws at by default (the fit does not depend on it)."""
+    if sigma_scale < 0:
+        raise ValueError(f"sigma_scale must be >= 0, got {sigma_scale}")
     mu_t = torch.as_tensor(np.asarray(mu), dtype=torch.float32)
-    sd_t = torch.as_tensor(np.exp(0.5 * np.asarray(logvar)), dtype=torch.float32)
+    sd_t = sigma_scale * torch.as_tensor(np.exp(0.5 * np.asarray(logvar)), dtype=torch.float32)
     if len(mu_t) < 2:
         raise ValueError(f"fitting a prior needs >= 2 encoded windows, got {len(mu_t)}")
     D = mu_t.shape[1]
@@ -154,14 +159,15 @@ def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None
 
 
 def fit_to_model(model, train_seqs, val_seqs, *, steps: int, seed: int = 0, temperature: float = 1.0,
-                 posteriors: tuple[np.ndarray, np.ndarray] | None = None) -> SlotPrior:
+                 sigma_scale: float = 1.0, posteriors: tuple[np.ndarray, np.ndarray] | None = None) -> SlotPrior:
     """``fit_slot_prior`` over ``model``'s slots (``model_slots``) to the posteriors of the token sequences
-    ``train_seqs``, early-stopped on those of ``val_seqs`` (none: no early stopping), sampling at ``temperature``.
-    ``posteriors`` is ``encode_split(model, train_seqs)`` when the caller already has it."""
+    ``train_seqs`` (their spread scaled by ``sigma_scale``), early-stopped on those of ``val_seqs`` (none: no early
+    stopping), sampling at ``temperature``. ``posteriors`` is ``encode_split(model, train_seqs)`` when the caller
+    already has it."""
     mu, logvar = encode_split(model, train_seqs) if posteriors is None else posteriors
     val_mu = encode_split(model, val_seqs)[0]
     return fit_slot_prior(mu, logvar, val_mu, n_slots=model_slots(model), steps=steps, seed=seed,
-                          temperature=temperature)
+                          temperature=temperature, sigma_scale=sigma_scale)
 
 
 def checkpoint_label(checkpoint) -> dict:

@@ -164,7 +164,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
     ckpt_cfg = ExperimentConfig.from_dict(found[1]["config"]) if found is not None else None
     if ckpt_cfg is not None:  # the slot prior comes after training: its settings are not a reason to start over
         ckpt_cfg = replace(ckpt_cfg, train=replace(ckpt_cfg.train, prior_steps=config.train.prior_steps,
-                                                   prior_temperature=config.train.prior_temperature))
+                                                   prior_temperature=config.train.prior_temperature,
+                                                   prior_sigma_scale=config.train.prior_sigma_scale))
     if found is not None and resume == "auto" and not (_run_status(run_dir) == "running" and ckpt_cfg == config):
         found = None  # a finished run, or another config's: train from scratch (the stale checkpoints go)
     if found is not None:

@@ -1,0 +1,70 @@
+"""Ways of fitting the slot prior, refitted to a trained run's posteriors and scored as the evaluation scores its
+"(learned prior)" rows (``prior_samples.prior_metrics``, decoded at T = 1 with the grammar), over several seeds of
+draws at each temperature:
+
+- ``posterior``: what the evaluation fits (``fit_slot_prior``: each step draws z = mu + sigma * eps per window);
+- ``means``: fitted to the training windows' posterior means only (sigma 0);
+- ``half_sigma``: z = mu + sigma / 2 * eps;
+- ``mix16``: the posterior draws with 16 mixture components instead of 8.
+
+    OMP_NUM_THREADS=1 .venv/bin/python docs/pilots/prior_fit.py RUN_DIR DATA_DIR \\
+        [--variants posterior means] [--temperatures 1 0.8] [--seeds 0 1 2]
+
+Prints one JSON line per variant and temperature: the mean over the seeds (64 draws each) and the spread.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from vaelib.data.dataset import load_meta, load_split, load_tokenizer
+from vaelib.evaluation.prior_samples import prior_metrics
+from vaelib.model.checkpoint import load_model
+from vaelib.model.encoding import encode_split
+from vaelib.model.latent_prior import fit_slot_prior, model_slots
+
+VARIANTS = {"posterior": (1.0, 8), "means": (0.0, 8), "half_sigma": (0.5, 8), "mix16": (1.0, 16)}
+
+ap = argparse.ArgumentParser()
+ap.add_argument("run_dir")
+ap.add_argument("data_dir")
+ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+ap.add_argument("--temperatures", type=float, nargs="+", default=[1.0, 0.8])
+ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+ap.add_argument("--steps", type=int, default=1500)
+ap.add_argument("--n", type=int, default=64)
+a = ap.parse_args()
+torch.set_num_threads(1)
+model, _ = load_model(a.run_dir, device="cpu")
+tk = load_tokenizer(a.data_dir)
+test = [tk.decode(np.asarray(s, np.int64), tempo_bpm=float(m.get("tempo_bpm", 140.0)))
+        for s, m in zip(load_split(a.data_dir, "test"), load_meta(a.data_dir, "test"))]
+train_seqs = load_split(a.data_dir, "train")
+train = [tk.decode(np.asarray(s, np.int64)) for s in train_seqs]
+mu, logvar = encode_split(model, train_seqs)
+val_mu = encode_split(model, load_split(a.data_dir, "val"))[0]
+for name in a.variants:
+    sigma_scale, n_mix = VARIANTS[name]
+    lv = logvar + 2 * np.log(sigma_scale) if sigma_scale > 0 else np.full_like(logvar, -60.0)
+    t0 = time.time()
+    prior = fit_slot_prior(mu, lv, val_mu, n_slots=model_slots(model), steps=a.steps, seed=0, n_mix=n_mix)
+    fit_sec = time.time() - t0
+    with torch.no_grad():
+        val_nll = float(prior.nll(torch.as_tensor(val_mu, dtype=torch.float32)))
+    for t in a.temperatures:
+        rows = []
+        for seed in a.seeds:
+            m = prior_metrics(model, tk, a.n, test, train, seed, z=prior.sample(a.n, seed, temperature=t))
+            mus, ov = m["muspy"], m["overlapping_area"]
+            rows.append({"groove": mus["groove_consistency"], "polyphony": mus["polyphony"],
+                         "dur_overlap": ov["duration"], "pitch_overlap": ov["pitch"],
+                         "cc_value_overlap": ov["cc_value"], "novelty": m["novelty"]["value"],
+                         "exact_copy_rate": m["exact_copy_rate"]})
+        out = {"run": a.run_dir, "variant": name, "temperature": t, "seeds": a.seeds, "n": a.n,
+               "fit_sec": round(fit_sec, 1), "val_nll": round(val_nll, 3),
+               **{k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]},
+               **{f"{k}_sd": round(float(np.std([r[k] for r in rows], ddof=1)), 3)
+                  for k in ("groove", "dur_overlap")}}
+        print(json.dumps(out), flush=True)

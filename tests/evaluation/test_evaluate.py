@@ -99,19 +99,20 @@ def test_evaluate_run_end_to_end(tiny_run):
     frame = what_z_frame({"z16": saved})
     assert list(frame.index) == [("z16", "own z"), ("z16", "other z")]
     assert frame.loc[("z16", "own z"), "pitch acc."] == pytest.approx(own["pitch_accuracy"])
-    # both CC value rules decode the same latents, scored the same way; the headline is the mode's
-    assert saved["decoding"] == {"rule": "greedy", "cc_value": "mode"}
-    mode, mean = saved["by_cc_value"]["mode"], saved["by_cc_value"]["mean"]
-    assert mode["cc_me"] == saved["cc_me"] and mode["baseline_cc_me"] == saved["baseline_cc_me"]
-    assert mode["note_accuracy"] == saved["note_accuracy"]
-    assert mode["cc_me_ratio"] == pytest.approx(saved["cc_me"]["value"] / saved["baseline_cc_me"]["value"])
-    assert mode["reference_cc_depth"] == mean["reference_cc_depth"] > 0
-    for r in (mode, mean):
-        assert 0 <= r["cc_me"]["value"] <= 1 and 0 <= r["cc_depth"] <= 0.5
+    # both CC value rules decode the same latents, scored the same way; the headline is the window rule's
+    assert saved["decoding"] == {"rule": "greedy", "cc_value": "window"}
+    window, mode = saved["by_cc_value"]["window"], saved["by_cc_value"]["mode"]
+    assert window["cc_me"] == saved["cc_me"] and window["baseline_cc_me"] == saved["baseline_cc_me"]
+    assert window["note_accuracy"] == saved["note_accuracy"]
+    assert window["cc_me_ratio"] == pytest.approx(saved["cc_me"]["value"] / saved["baseline_cc_me"]["value"])
+    assert window["reference_cc_depth"] == mode["reference_cc_depth"] > 0
+    assert window["reference_cc_motion"] == mode["reference_cc_motion"] > 0
+    for r in (window, mode):
+        assert 0 <= r["cc_me"]["value"] <= 1 and 0 <= r["cc_depth"] <= 0.5 and r["cc_motion"] >= 0
     from vaelib.evaluation.frames import decoding_frame
 
     dec = decoding_frame({"z16": saved})
-    assert list(dec.index) == [("z16", "mode"), ("z16", "mean")] and list(dec["headline"]) == [True, False]
+    assert list(dec.index) == [("z16", "window"), ("z16", "mode")] and list(dec["headline"]) == [True, False]
     # the slot prior's samples (the tiny preset fits it for its own prior_steps), scored like the others
     learned = saved["prior_learned"]
     assert learned["fit"] == {"steps": 100, "n_mix": 8, "temperature": 1.0, "sigma_scale": 1.0,
@@ -171,7 +172,7 @@ def test_table1_from_runs_with_seeds(tiny_run):
         assert (tiny_run / "table" / f).stat().st_size > 0, f
     md = (tiny_run / "table" / "table1.md").read_text()
     assert "CC-ME" in md and "MR-STFT" in md and ("collapsed" in md) == one["collapsed"]
-    assert "each CC takes its lane's likeliest value" in md and list(df["cc_value"]) == ["mode", "mode"]
+    assert "the likeliest run of 5 neighbouring values" in md and list(df["cc_value"]) == ["window", "window"]
     assert runs_frame({"z16": one}).loc["z16", "cc_me"] == one["cc_me"]["value"]
     prior = prior_frame({"z16": one})
     assert list(prior.index) == ["z16", "z16 (fitted prior)", "z16 (learned prior)", "test set"]

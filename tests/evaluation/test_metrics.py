@@ -49,6 +49,15 @@ def test_cc_depth_is_the_set_lanes_mean_standard_deviation_over_time():
     assert M.cc_depth(square) == pytest.approx(0.25)
 
 
+def test_cc_motion_is_the_set_lanes_mean_summed_change():
+    assert M.cc_motion(perf_with()) == 0.0 and M.cc_motion(constant(64, lanes=(0, 3))) == 0.0
+    square = perf_with(cc_events=[(0, 0, 0), (64, 0, 127), (0, 1, 50)])  # lane 0 jumps once by 1.0; lane 1 flat
+    assert M.cc_motion(square) == pytest.approx(0.5)
+    # the same depth, jittering: 0 / 127 every 32 steps moves 3 times as far
+    jitter = perf_with(cc_events=[(t, 0, 127 * (t // 32 % 2)) for t in range(0, 128, 32)])
+    assert M.cc_depth(jitter) == pytest.approx(0.5) and M.cc_motion(jitter) == pytest.approx(3.0)
+
+
 def test_cc_me_lanes_present_in_union_and_missing_lane_is_default():
     # lane 0 set on both sides and equal; lane 2 only in the estimate -> ref counts as default there
     ref = perf_with(cc_events=[(0, 0, 30)])

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from vaelib.config import TokenizerConfig
-from vaelib.model.generation import (argmax_by_event, cc_values, decode, draw, event_levels, filter_logits,
-                                     interpolate, reconstruct, sample, slerp)
+from vaelib.model.generation import (CC_WINDOW, argmax_by_event, cc_values, decode, draw, event_levels,
+                                     filter_logits, interpolate, reconstruct, sample, slerp)
 from vaelib.data.grammar import Grammar, check_sequence
 from vaelib.data.tokenizer import BOS, EOS, PAD, Tokenizer
 
@@ -277,25 +277,51 @@ def test_greedy_mean_cc_value_takes_the_allowed_value_nearest_the_lanes_expectat
     assert values[lane + 3] == 3 and values[TK.vel0] == -1 and values[TK.cc0 + 127] == 127
 
 
+def test_greedy_window_cc_value_takes_the_centre_of_the_likeliest_run_of_values():
+    """A lane whose single likeliest value (a lone spike at 100) holds less than a hump of neighbours around 40: the
+    window rule takes the hump's centre, the mode the spike; values at a lane's edge and other kinds are handled."""
+    levels, values = event_levels(TK), cc_values(TK)
+    logits = torch.full((4, TK.vocab_size), -30.0)
+    lane = TK.cc0 + 5 * 128
+    logits[0, lane + 100] = 5.3  # p ~ .32
+    logits[0, lane + 38:lane + 43] = torch.tensor([4.0, 4.4, 4.6, 4.4, 4.0])  # p ~ .68 in all, .16 at 40
+    logits[1] = logits[0]
+    logits[1, lane + 40] = float("-inf")  # forbidden: the likeliest allowed neighbour of the centre
+    logits[2, lane + 0:lane + 5] = torch.tensor([4.0, 4.5, 5.0, 4.5, 4.0])  # a hump at the lane's bottom edge
+    logits[2, lane + 127] = 5.2
+    logits[2, lane + 128] = 6.0  # the next lane's value 0: outside this lane's windows (else 127's would win)
+    logits[3, TK.shift0 + 5] = 6.0  # not a CC: the argmax
+    mode = argmax_by_event(logits, levels)
+    window = argmax_by_event(logits, levels, values, window=2)
+    assert mode.tolist()[:3] == [lane + 100, lane + 100, lane + 127]
+    assert window[0] == lane + 40 and window[1] in (lane + 39, lane + 41) and window[2] == lane + 2
+    assert window[3] == mode[3] == TK.shift0 + 5
+    assert torch.equal(argmax_by_event(logits, levels, values, window=0), argmax_by_event(logits, levels, values))
+
+
 def test_decode_hands_the_cc_value_rule_to_the_greedy_choice(tiny_model, monkeypatch):
     import vaelib.model.generation as generation
 
     seen = []
     real = generation.argmax_by_event
 
-    def spy(logits, levels, values=None):
-        seen.append(values)
-        return real(logits, levels, values)
+    def spy(logits, levels, values=None, window=0):
+        seen.append((values, window))
+        return real(logits, levels, values, window)
 
     monkeypatch.setattr(generation, "argmax_by_event", spy)
     z = torch.randn(4, tiny_model.config.latent_dim, generator=torch.Generator().manual_seed(0))
-    for rule in ("mode", "mean"):
+    for rule in ("window", "mode", "mean"):
         seen.clear()
         for s in decode(tiny_model, z, greedy=True, tokenizer=TK, max_len=128, cc_value=rule):
-            check_sequence(TK, s, max_len=128)  # grammatical under either rule
-        assert seen and all((v is None) == (rule == "mode") for v in seen)
-        if rule == "mean":
-            assert torch.equal(seen[0], cc_values(TK))
+            check_sequence(TK, s, max_len=128)  # grammatical under every rule
+        assert seen and all((v is None) == (rule == "mode") for v, _ in seen)
+        assert all(w == (CC_WINDOW if rule == "window" else 0) for _, w in seen)
+        if rule != "mode":
+            assert torch.equal(seen[0][0], cc_values(TK))
+    seen.clear()
+    decode(tiny_model, z, greedy=True, tokenizer=TK, max_len=16)
+    assert seen[0][1] == CC_WINDOW  # the default
     with pytest.raises(ValueError, match="cc_value"):
         decode(tiny_model, z, greedy=True, tokenizer=TK, cc_value="median")
 

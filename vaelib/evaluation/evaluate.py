@@ -17,10 +17,10 @@ What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.met
   the two token streams end (steps).
 * **Unconditional baseline**: the same decoder from the partner's μ, scored the same way (``baseline_*``); a model
   is only better than unconditional where its cell beats the baseline's. ``by_cc_value`` has CC-ME, onset F1 and
-  the modulation depth (``metrics.cc_depth``) of both, and their paired CC-ME test, for each way of choosing a CC's
-  value: ``mode``, the lane's likeliest value (the headline), and ``mean``, the value nearest its expected value,
-  which minimises the expected squared error that CC-ME measures by hedging towards the middle of the lane: it
-  lowers CC-ME and flattens the automation (no MR-STFT there).
+  the modulation depth (``metrics.cc_depth``) and motion (``metrics.cc_motion``) of both, and their paired CC-ME
+  test, for each way of choosing a CC's value in ``SCORED_CC_VALUES``: ``window``, the centre of the likeliest run
+  of 5 neighbouring values in the lane (the headline), and ``mode``, the lane's likeliest single value (no MR-STFT
+  there).
 * **Prior samples** (z ~ N(0, I), temperature 1, grammar; ``N_PRIOR`` by default): validity rate, muspy
   metrics, CC activity, overlapping areas against the split, novelty against the training split (with the split's
   own values as reference). ``prior_fitted``: the same for as many z from the Gaussian fitted to the training
@@ -66,10 +66,13 @@ COLLAPSE_GAP = 0.01  # nats/token: below this the right z helps the decoder by <
 # prior samples per run by default: sampling is a large share of a run's scoring (free-running decodes of ~500
 # tokens). 64 still give validity, muspy means, overlap and novelty; the real-data reference is drawn at the same size.
 N_PRIOR = 64
-# How a reconstruction picks a CC's value within its chosen lane: the likeliest value ("mode"). "mean" (the value
-# nearest the lane's expected value) is scored beside it in ``by_cc_value``: the least expected squared error, so a
-# lower CC-ME, but a hedged curve with about half the data's modulation depth (docs/experiments.md, 2026-12-04).
-RECON_CC_VALUE = "mode"
+# How a reconstruction picks a CC's value within its chosen lane: the centre of the likeliest run of 5 neighbouring
+# values ("window"). The likeliest single value ("mode") is scored beside it in ``by_cc_value``: it hops between
+# neighbouring peaks of a lane's distribution, so its curves move 1.6x as much as the data's from step to step, with a
+# higher CC-ME and MR-STFT. "mean" (the value nearest the lane's expected value, ``decode(cc_value="mean")``) has
+# the least expected squared error but about half the data's modulation depth (docs/experiments.md, 2026-12-04).
+RECON_CC_VALUE = "window"
+SCORED_CC_VALUES = ("window", "mode")
 
 
 def is_collapsed(usage_gap: dict, active_units: dict) -> bool:
@@ -124,6 +127,7 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
 
     if cc_value not in CC_VALUES:
         raise ValueError(f"cc_value must be one of {CC_VALUES}, got {cc_value!r}")
+    rules = (cc_value, *(r for r in SCORED_CC_VALUES if r != cc_value))
     t0 = time.time()
     run_dir, data_dir = Path(run_dir), Path(data_dir)
     model, config = load_model(run_dir, device=device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -147,9 +151,9 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
     kl_seq = kl_bd.sum(1)
 
     say(f"greedy decodes of {2 * len(seqs)} latents: reconstructions and the unconditional baseline, CC values at "
-        f"the lane's {' and '.join(CC_VALUES)}, and scoring the pairs"
+        f"by {' and by '.join(rules)}, and scoring the pairs"
         + (" (rendering audio for MR-STFT)" if render else "") + " (2/3)")
-    rec, base, recon_ids, by_rule = score_reconstructions(model, tk, tf["mu"], partner, refs, seqs, cc_value,
+    rec, base, recon_ids, by_rule = score_reconstructions(model, tk, tf["mu"], partner, refs, seqs, rules,
                                                           render, n_workers, seed)
     floor = math.nan
     if render:
@@ -253,15 +257,16 @@ def evaluate_run(run_dir, data_dir, limit: int | None = None, split: str = "test
 
 def is_fresh(run_dir, limit: int | None = None, split: str = "test", seed: int = 0) -> bool:
     """True when ``run_dir/metrics.json`` is newer than the run's newest checkpoint, was made with the same limit,
-    split and seed, and has every section this version writes (``by_cc_value``, the prior samples' CIs)."""
+    split and seed, and has every section this version writes (``by_cc_value`` with the headline CC value rule, the
+    prior samples' CIs)."""
 
     m, ck = Path(run_dir) / "metrics.json", list_checkpoints(run_dir)
     if not (m.exists() and (Path(run_dir) / "eval.csv").exists() and ck and m.stat().st_mtime > ck[-1].stat().st_mtime):
         return False
     metrics = json.loads(m.read_text())
     run = metrics.get("run", {})
-    return ((run.get("limit"), run.get("split"), run.get("seed")) == (limit, split, seed) and "by_cc_value" in metrics
-            and "muspy_ci95" in metrics.get("prior", {}))
+    return ((run.get("limit"), run.get("split"), run.get("seed")) == (limit, split, seed)
+            and RECON_CC_VALUE in metrics.get("by_cc_value", {}) and "muspy_ci95" in metrics.get("prior", {}))
 
 
 def _evaluate_in_worker(threads: int, run, data_dir, kw: dict) -> dict:

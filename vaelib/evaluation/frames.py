@@ -50,7 +50,7 @@ def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
 def decoding_frame(results: dict[str, dict]) -> pd.DataFrame:
     """Reconstructions under each way of choosing a CC's value (``by_cc_value``): one row per run and rule, with CC-ME
     and onset F1 of the reconstructions and of the unconditional baseline, CC-ME's ratio to the baseline's, the
-    paired Wilcoxon p of CC-ME and the modulation depth next to the test set's. ``headline`` marks the rule Table 1
+    paired Wilcoxon p of CC-ME, and the modulation depth and motion next to the test set's. ``headline`` marks the rule Table 1
     reports."""
     rows = {}
     for run, m in results.items():
@@ -61,7 +61,9 @@ def decoding_frame(results: dict[str, dict]) -> pd.DataFrame:
                                  "onset F1": r["note_accuracy"]["value"],
                                  "uncond. onset F1": r["baseline_note_accuracy"]["value"],
                                  "CC depth": r.get("cc_depth", np.nan),
-                                 "test set CC depth": r.get("reference_cc_depth", np.nan), "headline": rule == head}
+                                 "test set CC depth": r.get("reference_cc_depth", np.nan),
+                                 "CC motion": r.get("cc_motion", np.nan),
+                                 "test set CC motion": r.get("reference_cc_motion", np.nan), "headline": rule == head}
     df = pd.DataFrame(rows).T.infer_objects()  # numeric columns, so a p of 1e-12 is shown as such, not as 0.0
     if len(df):
         df.index.names = ["run", "CC value"]

@@ -81,6 +81,14 @@ def cc_depth(perf: Performance) -> float:
     return float(curves[present].std(1).mean()) if present.any() else 0.0
 
 
+def cc_motion(perf: Performance) -> float:
+    """Modulation motion: each set lane's summed step-to-step change of its [0, 1] curve, averaged over the set lanes
+    (0 with none). A curve that jitters between neighbouring values moves far more than the data's for the same depth."""
+    curves = perf.cc_curves()
+    present = (perf.cc >= 0).any(1)
+    return float(np.abs(np.diff(curves[present], axis=1)).sum(1).mean()) if present.any() else 0.0
+
+
 def length_mismatch_steps(ref: Performance, est: Performance) -> int:
     """est.n_steps - ref.n_steps (grid steps); CC-ME itself holds/truncates, this reports the gap."""
     return int(est.n_steps - ref.n_steps)

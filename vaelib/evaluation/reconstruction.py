@@ -1,5 +1,5 @@
 """Free-running reconstructions, scored: greedy decodes of μ(x) and of another piece's μ (the unconditional baseline)
-against the tokenized reference, per pair, under every CC value rule (``generation.CC_VALUES``).
+against the tokenized reference, per pair, under each of the given CC value rules (``generation.CC_VALUES``).
 ``evaluate.evaluate_run`` calls ``score_reconstructions``; definitions are in ``evaluate``'s docstring."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 from vaelib.data.tokenizer import EOS
 from vaelib.evaluation import metrics as M
 from vaelib.evaluation.mrstft import mr_stft_performances
-from vaelib.model.generation import CC_VALUES, decode
+from vaelib.model.generation import decode
 
 SAMPLE_RATE = 22050  # MR-STFT renders at 22.05 kHz
 
@@ -39,21 +39,23 @@ def score_pairs(refs, ests, ref_ids, est_ids, tokenizer, render: bool = True, n_
     return out
 
 
-def score_reconstructions(model, tokenizer, mu: np.ndarray, partner: np.ndarray, refs, seqs, cc_value: str,
+def score_reconstructions(model, tokenizer, mu: np.ndarray, partner: np.ndarray, refs, seqs, rules,
                           render: bool = True, n_workers: int = 1, seed: int = 0):
     """Greedy decodes of ``mu`` (the reconstructions) and of ``mu[partner]`` (the unconditional baseline) under each
-    CC value rule, scored against ``refs`` / ``seqs`` with ``score_pairs``; only the ``cc_value`` rule's pairs are
-    rendered for MR-STFT (with ``render``). Returns that rule's (rec, base, recon_ids) and ``by_cc_value``: per rule,
-    CC-ME and onset F1 of both, their CC-ME ratio and paired test, and the modulation depths."""
+    CC value rule of ``rules`` (the headline's first), scored against ``refs`` / ``seqs`` with ``score_pairs``; only
+    the headline rule's pairs are rendered for MR-STFT (with ``render``). Returns that rule's (rec, base, recon_ids)
+    and ``by_cc_value``: per rule, CC-ME and onset F1 of both, their CC-ME ratio and paired test, and the modulation
+    depths and motions."""
     z = np.concatenate([mu, mu[partner]])  # one greedy pass over both: batching leaves greedy output unchanged
     reference_depth = float(np.mean([M.cc_depth(p) for p in refs]))
+    reference_motion = float(np.mean([M.cc_motion(p) for p in refs]))
     by_rule, head = {}, None
-    for rule in sorted(CC_VALUES, key=lambda r: r != cc_value):  # the headline rule first
+    for rule in rules:
         both = decode(model, z, greedy=True, tokenizer=tokenizer, batch_size=256, cc_value=rule)
         recon_ids, base_ids = both[:len(seqs)], both[len(seqs):]
         recons = [tokenizer.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(recon_ids, refs)]
         bases = [tokenizer.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(base_ids, refs)]
-        audio = render and rule == cc_value
+        audio = render and rule == rules[0]
         rec = score_pairs(refs, recons, seqs, recon_ids, tokenizer, audio, n_workers)
         base = score_pairs(refs, bases, seqs, base_ids, tokenizer, audio, n_workers)
         by_rule[rule] = {"cc_me": M.summarize(rec["cc_me"], seed), "baseline_cc_me": M.summarize(base["cc_me"], seed),
@@ -63,7 +65,10 @@ def score_reconstructions(model, tokenizer, mu: np.ndarray, partner: np.ndarray,
                          "vs_baseline_cc_me": M.paired_test(rec["cc_me"], base["cc_me"], seed=seed),
                          "cc_depth": float(np.mean([M.cc_depth(p) for p in recons])),
                          "baseline_cc_depth": float(np.mean([M.cc_depth(p) for p in bases])),
-                         "reference_cc_depth": reference_depth}
-        if rule == cc_value:
+                         "reference_cc_depth": reference_depth,
+                         "cc_motion": float(np.mean([M.cc_motion(p) for p in recons])),
+                         "baseline_cc_motion": float(np.mean([M.cc_motion(p) for p in bases])),
+                         "reference_cc_motion": reference_motion}
+        if rule == rules[0]:
             head = (rec, base, recon_ids)
     return (*head, by_rule)

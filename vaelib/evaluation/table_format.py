@@ -75,8 +75,9 @@ def objective_short(objective: str, control: bool = False) -> str:
 
 
 CC_VALUE_NOTE = {
+    "window": "each CC takes the centre of the likeliest run of 5 neighbouring values in its lane",
+    "mode": "each CC takes its lane's likeliest value",
     "mean": "each CC takes the value nearest its lane's expected value (the least expected squared error)",
-    "mode": "each CC takes its lane's likeliest value too",
 }
 
 
@@ -102,7 +103,7 @@ def decoder_note(cc_values) -> str:
         return ""
     how = "; ".join(CC_VALUE_NOTE.get(r, r) for r in rules)
     return (f"Reconstructions and the baseline are greedy decodes of z = μ: the likeliest event kind, then CC lane, "
-            f"then value; {how} (the other rule beside it: 03_evaluate and by_cc_value in each run's "
+            f"then value, where {how} (the other rule beside it: 03_evaluate and by_cc_value in each run's "
             "metrics.json). ")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vaelib.config import TokenizerConfig
 from vaelib.controllers import load_cc_map
@@ -68,7 +69,8 @@ def event_levels(tk: Tokenizer, device=None) -> torch.Tensor:
     return torch.stack([kind, kind * (tk.n_cc + 1) + lane])
 
 
-def argmax_by_event(logits: torch.Tensor, levels: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:
+def argmax_by_event(logits: torch.Tensor, levels: torch.Tensor, values: torch.Tensor | None = None,
+                    window: int = 0) -> torch.Tensor:
     """(B, V) logits -> (B,) ids: the most probable event kind first, then (for CCs) the most probable lane within
     it, then the most probable token within that.
 
@@ -78,10 +80,16 @@ def argmax_by_event(logits: torch.Tensor, levels: torch.Tensor, values: torch.Te
     most greedy reconstructions held one note, at the last step). This is the chain-rule argmax
     argmax P(kind), argmax P(lane | kind), argmax P(token | lane).
 
-    ``values`` (V,) (``cc_values``) changes the last choice for CC tokens: instead of the likeliest value of the
-    chosen lane, the allowed value nearest the lane's expected value E[v | lane]. That is the decision with the
-    least expected squared error, the error CC-ME measures; the mode of a spread-out value distribution can sit
-    far from most of its mass. Notes, time shifts and velocities keep the argmax."""
+    Two other ways to make the last choice for CC tokens (``values`` (V,), from ``cc_values``, marks them):
+
+    - ``window`` > 0: the allowed value whose neighbourhood of ``window`` values either side holds the most of the
+      lane's probability, the mode of the value distribution at a coarser resolution. A lane's value distribution
+      is often a broad hump with jagged tops, and its plain argmax hops between neighbouring tops from one step to
+      the next: a jitter the data does not have;
+    - otherwise the allowed value nearest the lane's expected value E[v | lane]: the decision with the least
+      expected squared error, the error CC-ME measures, which hedges towards the middle of a spread-out lane.
+
+    Notes, time shifts and velocities keep the argmax."""
     p = torch.softmax(logits.float(), dim=-1)  # (B, V); forbidden ids (-inf) get 0
     keep = torch.ones_like(p, dtype=torch.bool)
     for group in levels:  # (V,) group id of each token at this level
@@ -93,12 +101,20 @@ def argmax_by_event(logits: torch.Tensor, levels: torch.Tensor, values: torch.Te
         return ids
     has_value = values[ids] >= 0  # (B,) the chosen lane is a CC lane
     q = p * keep  # the chosen lane's probabilities (0 elsewhere and where forbidden)
+    if window > 0:  # a lane's 128 ids are contiguous and q is 0 outside it, so the sums never mix two lanes
+        box = torch.ones(1, 1, 2 * window + 1, dtype=q.dtype, device=q.device)
+        near = F.conv1d(F.pad(q[:, None], (window, window)), box)[:, 0]  # (B, V) mass within +-window
+        return torch.where(has_value, near.masked_fill(~(keep & (p > 0)), -1.0).argmax(-1), ids)
     expected = (q * values.clamp_min(0)).sum(-1) / q.sum(-1).clamp_min(1e-30)  # (B,)
     cost = (values[None] - expected[:, None]).abs().masked_fill(~(keep & (p > 0)), float("inf"))
     return torch.where(has_value, cost.argmin(-1), ids)
 
 
-CC_VALUES = ("mode", "mean")
+# How greedy decoding picks a CC's value within its chosen lane (``argmax_by_event``): "window", the centre of the
+# likeliest run of 2 * CC_WINDOW + 1 values (the default); "mode", the likeliest single value; "mean", the value
+# nearest the lane's expected value.
+CC_VALUES = ("window", "mode", "mean")
+CC_WINDOW = 2
 
 
 def cc_values(tk: Tokenizer, device=None) -> torch.Tensor:
@@ -108,12 +124,12 @@ def cc_values(tk: Tokenizer, device=None) -> torch.Tensor:
 
 
 def draw(logits: torch.Tensor, generator: torch.Generator | None = None, greedy: bool = False,
-         levels: torch.Tensor | None = None, values: torch.Tensor | None = None) -> torch.Tensor:
+         levels: torch.Tensor | None = None, values: torch.Tensor | None = None, window: int = 0) -> torch.Tensor:
     """(B, V) filtered logits -> (B,) token ids. ``greedy`` takes the argmax (``argmax_by_event`` when the event
     ``levels`` are given). Sampling uses one uniform per row by inverse CDF, so two decoders fed the same
     generator draw the same tokens from the same distributions."""
     if greedy:
-        return argmax_by_event(logits, levels, values) if levels is not None else logits.argmax(-1)
+        return argmax_by_event(logits, levels, values, window) if levels is not None else logits.argmax(-1)
     best = logits.argmax(-1)
     dev = generator.device if generator is not None else logits.device
     u = torch.rand(logits.shape[0], generator=generator, device=dev).to(logits.device)
@@ -154,7 +170,8 @@ def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, m
     out = torch.full((B, max_len), PAD, dtype=torch.long, device=dev)
     out[:, 0] = BOS
     levels = event_levels(tk, dev) if greedy else None
-    values = cc_values(tk, dev) if greedy and cc_value == "mean" else None
+    values = cc_values(tk, dev) if greedy and cc_value != "mode" else None
+    window = CC_WINDOW if cc_value == "window" else 0
     state = model.start(z, max_len=max_len) if use_cache else None
     rows = torch.arange(B, device=dev)  # the rows of `out` still decoding
     for t in range(1, max_len):
@@ -165,7 +182,7 @@ def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, m
         logits = logits.float().masked_fill(~rules.allowed(), float("-inf"))
         if not greedy:
             logits = filter_logits(logits, temperature, top_k, top_p)
-        tok = torch.where(rules.done, PAD, draw(logits, generator, greedy, levels, values))
+        tok = torch.where(rules.done, PAD, draw(logits, generator, greedy, levels, values, window))
         out[rows, t] = tok
         rules.update(tok)
         if bool(rules.done.all()):
@@ -188,13 +205,14 @@ def _decode_batch(model, z, tk, *, greedy, temperature, top_k, top_p, grammar, m
 def decode(model, z, *, greedy: bool = False, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
            grammar: bool = True, monophonic: bool = False, max_len: int | None = None,
            generator: torch.Generator | None = None, batch_size: int = 64, tokenizer: Tokenizer | None = None,
-           use_cache: bool = True, cc_value: str = "mode") -> list[np.ndarray]:
+           use_cache: bool = True, cc_value: str = "window") -> list[np.ndarray]:
     """Latent vectors z (N, D) -> N int64 id arrays ``BOS ... EOS``.
 
     ``greedy`` decodes deterministically with the event-level argmax (``argmax_by_event``); otherwise tokens are
     sampled at ``temperature`` after top-k / top-p filtering. With ``greedy``, ``cc_value`` picks each CC's value
-    within its chosen lane: ``"mode"`` the likeliest value, ``"mean"`` the allowed value nearest the expected one
-    (the least expected squared error; see ``argmax_by_event``).
+    within its chosen lane (``CC_VALUES``; see ``argmax_by_event``): ``"window"`` the centre of the likeliest
+    ``2 * CC_WINDOW + 1`` neighbouring values, ``"mode"`` the likeliest value, ``"mean"`` the allowed value nearest
+    the expected one (the least expected squared error).
 
     ``max_len`` (tokens incl. BOS/EOS) defaults to the smaller of the model's and the
     tokenizer's budget. ``use_cache=False`` recomputes the full prefix at every step (the

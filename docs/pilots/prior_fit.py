@@ -19,11 +19,10 @@ import time
 import numpy as np
 import torch
 
-from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation.prior_samples import prior_metrics
-from vaelib.model.checkpoint import load_model
-from vaelib.model.encoding import encode_split
 from vaelib.model.latent_prior import fit_slot_prior, model_slots
+
+from run_prior import load_run_posteriors  # docs/pilots/run_prior.py, beside this script
 
 VARIANTS = {"posterior": (1.0, 8), "means": (0.0, 8), "half_sigma": (0.5, 8), "mix16": (1.0, 16)}
 
@@ -37,14 +36,7 @@ ap.add_argument("--steps", type=int, default=1500)
 ap.add_argument("--n", type=int, default=64)
 a = ap.parse_args()
 torch.set_num_threads(1)
-model, _ = load_model(a.run_dir, device="cpu")
-tk = load_tokenizer(a.data_dir)
-test = [tk.decode(np.asarray(s, np.int64), tempo_bpm=float(m.get("tempo_bpm", 140.0)))
-        for s, m in zip(load_split(a.data_dir, "test"), load_meta(a.data_dir, "test"))]
-train_seqs = load_split(a.data_dir, "train")
-train = [tk.decode(np.asarray(s, np.int64)) for s in train_seqs]
-mu, logvar = encode_split(model, train_seqs)
-val_mu = encode_split(model, load_split(a.data_dir, "val"))[0]
+model, tk, test, train, (mu, logvar), val_mu = load_run_posteriors(a.run_dir, a.data_dir)
 for name in a.variants:
     sigma_scale, n_mix = VARIANTS[name]
     lv = logvar + 2 * np.log(sigma_scale) if sigma_scale > 0 else np.full_like(logvar, -60.0)

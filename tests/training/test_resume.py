@@ -130,8 +130,8 @@ def test_auto_resume_continues_only_an_interrupted_run_of_the_same_config(data_d
     interrupted()
     fit(fast_config(epochs=2, ckpt_every=4, lr=1e-3), data_dir, run, max_steps=4, resume="auto")  # another config
     assert resumed_from() == 0 and final_state(run)["step"] == 4
-    # the slot prior's settings (fitting steps, spread, temperature) come after training: a changed value resumes, and the new
-    # value is kept
+    # the slot prior's settings (fitting steps, spread, temperature) come after training: a changed value resumes,
+    # and the new value is kept
     interrupted()
     more_prior = fast_config(epochs=2, ckpt_every=4, lr=1e-3, prior_steps=7, prior_temperature=0.8,
                              prior_sigma_scale=0.5)

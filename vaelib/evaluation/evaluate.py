@@ -27,9 +27,9 @@ What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.met
   split's posteriors (``encoding.fitted_prior``), which keeps the correlations between z's dimensions.
   ``prior_learned``: the same for z from the slot prior fitted to the training posteriors
   (``latent_prior.fit_slot_prior``, their spread scaled by ``TrainConfig.prior_sigma_scale``, early-stopped on the
-  validation split; the kind of prior that ``vaelib-generate --learned-prior`` fits), which keeps the bars' shared groove, sampled at the run's
-  ``TrainConfig.prior_temperature`` (``SlotPrior.sample``); it is kept, with that temperature, as
-  ``RUN/slot_prior.pt``.
+  validation split; the kind of prior that ``vaelib-generate --learned-prior`` fits), which keeps the bars' shared
+  groove, sampled at the run's ``TrainConfig.prior_temperature`` (``SlotPrior.sample``); it is kept, with that
+  temperature, as ``RUN/slot_prior.pt``.
 
 Ratios of sums (CE, usage gap: nats over tokens) get CIs by resampling examples; means get percentile bootstrap CIs.
 """
@@ -68,8 +68,8 @@ COLLAPSE_GAP = 0.01  # nats/token: below this the right z helps the decoder by <
 N_PRIOR = 64
 # How a reconstruction picks a CC's value within its chosen lane: the centre of the likeliest run of 5 neighbouring
 # values ("window"). The likeliest single value ("mode") is scored beside it in ``by_cc_value``: it hops between
-# neighbouring peaks of a lane's distribution, so its curves move 1.6x as much as the data's from step to step, with a
-# higher CC-ME and MR-STFT. "mean" (the value nearest the lane's expected value, ``decode(cc_value="mean")``) has
+# neighbouring peaks of a lane's distribution, so its curves move up to 1.6x as much as the data's from step to step,
+# with a higher CC-ME and MR-STFT. "mean" (the value nearest the lane's expected value, ``decode(cc_value="mean")``) has
 # the least expected squared error but about half the data's modulation depth (docs/experiments.md, 2026-12-04).
 RECON_CC_VALUE = "window"
 SCORED_CC_VALUES = ("window", "mode")

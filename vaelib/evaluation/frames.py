@@ -50,8 +50,8 @@ def prior_frame(results: dict[str, dict]) -> pd.DataFrame:
 def decoding_frame(results: dict[str, dict]) -> pd.DataFrame:
     """Reconstructions under each way of choosing a CC's value (``by_cc_value``): one row per run and rule, with CC-ME
     and onset F1 of the reconstructions and of the unconditional baseline, CC-ME's ratio to the baseline's, the
-    paired Wilcoxon p of CC-ME, and the modulation depth and motion next to the test set's. ``headline`` marks the rule Table 1
-    reports."""
+    paired Wilcoxon p of CC-ME, and the modulation depth and motion next to the test set's. ``headline`` marks the
+    rule Table 1 reports."""
     rows = {}
     for run, m in results.items():
         head = m.get("decoding", {}).get("cc_value")

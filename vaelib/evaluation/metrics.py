@@ -83,7 +83,8 @@ def cc_depth(perf: Performance) -> float:
 
 def cc_motion(perf: Performance) -> float:
     """Modulation motion: each set lane's summed step-to-step change of its [0, 1] curve, averaged over the set lanes
-    (0 with none). A curve that jitters between neighbouring values moves far more than the data's for the same depth."""
+    (0 with none). A curve that jitters between neighbouring values moves far more than the data's for the same
+    depth."""
     curves = perf.cc_curves()
     present = (perf.cc >= 0).any(1)
     return float(np.abs(np.diff(curves[present], axis=1)).sum(1).mean()) if present.any() else 0.0

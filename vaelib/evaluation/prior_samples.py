@@ -53,10 +53,11 @@ def score_priors(model, tokenizer, n: int, test_perfs, train_seqs, train_perfs, 
                  prior_sigma_scale: float = 1.0) -> tuple[dict, dict | None, dict | None]:
     """``prior_metrics`` for n samples with z from N(0, I), from the Gaussian fitted to the training posteriors, and
     from the slot prior fitted to them (their spread scaled by ``prior_sigma_scale``) for ``prior_steps``
-    (early-stopped on ``data_dir``'s val split) and sampled at ``prior_temperature`` (kept, with its temperature, as ``run_dir/slot_prior.pt`` for the report's audio). The
-    fitted priors are None with fewer than 2 training windows, the slot prior also with ``prior_steps`` 0 (and an
-    earlier ``slot_prior.pt`` is then removed, so the report's audio never draws from a prior these metrics do not
-    describe). ``model.checkpoint_path`` (set by ``load_model``) labels the saved prior."""
+    (early-stopped on ``data_dir``'s val split) and sampled at ``prior_temperature`` (kept, with its temperature, as
+    ``run_dir/slot_prior.pt`` for the report's audio). The fitted priors are None with fewer than 2 training windows,
+    the slot prior also with ``prior_steps`` 0 (and an earlier ``slot_prior.pt`` is then removed, so the report's
+    audio never draws from a prior these metrics do not describe). ``model.checkpoint_path`` (set by ``load_model``)
+    labels the saved prior."""
     label = checkpoint_label(model.checkpoint_path)
     prior = prior_metrics(model, tokenizer, n, test_perfs, train_perfs, seed)
     prior_fitted = prior_learned = None

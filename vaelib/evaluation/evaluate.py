@@ -10,10 +10,10 @@ What is measured (definitions of the per-pair metrics in ``vaelib.evaluation.met
   Var_x μ_j > 0.01; CI = bootstrap over examples); ``usage_gap`` = NLL(x | z = μ(partner)) − NLL(x | μ(x)) in nats
   per token, partner = a seeded random other example (another source where possible). A run whose gap is below
   ``COLLAPSE_GAP`` nats/token (its 95 % CI reaches below it), or with no active unit, is flagged ``collapsed``.
-* **Free-running reconstructions**: greedy (event-level argmax, ``generate.argmax_by_event``; each CC at its
-  lane's likeliest value, ``RECON_CC_VALUE``), grammar-masked decodes of μ(x) scored against the tokenized
-  reference with ``cc_me``, ``mr_stft`` (default VA synth, 22.05 kHz, per pair; ``mr_stft_noise_floor`` renders one reference
-  twice and must be 0), ``note_accuracy`` (onset F1) and ``frame_accuracy``; ``cc_length_mismatch`` compares where
+* **Free-running reconstructions**: greedy (event-level argmax, ``generation.argmax_by_event``; each CC at the
+  centre of the likeliest run of 5 neighbouring values in its lane, ``RECON_CC_VALUE``), grammar-masked decodes of
+  μ(x) scored against the tokenized reference with ``cc_me``, ``mr_stft`` (default VA synth, 22.05 kHz, per pair;
+  ``mr_stft_noise_floor`` renders one reference twice and must be 0), ``note_accuracy`` (onset F1) and ``frame_accuracy``; ``cc_length_mismatch`` compares where
   the two token streams end (steps).
 * **Unconditional baseline**: the same decoder from the partner's μ, scored the same way (``baseline_*``); a model
   is only better than unconditional where its cell beats the baseline's. ``by_cc_value`` has CC-ME, onset F1 and

@@ -16,13 +16,11 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
-from vaelib.evaluation.prior_samples import prior_metrics
 from vaelib.model.latent_prior import fit_slot_prior, model_slots
 
-from run_prior import load_run_posteriors  # docs/pilots/run_prior.py, beside this script
+from run_prior import load_run_posteriors, score_draws  # docs/pilots/run_prior.py, beside this script
 
 VARIANTS = {"posterior": (1.0, 8), "means": (0.0, 8), "half_sigma": (0.5, 8), "mix16": (1.0, 16)}
 
@@ -39,24 +37,14 @@ torch.set_num_threads(1)
 model, tk, test, train, (mu, logvar), val_mu = load_run_posteriors(a.run_dir, a.data_dir)
 for name in a.variants:
     sigma_scale, n_mix = VARIANTS[name]
-    lv = logvar + 2 * np.log(sigma_scale) if sigma_scale > 0 else np.full_like(logvar, -60.0)
     t0 = time.time()
-    prior = fit_slot_prior(mu, lv, val_mu, n_slots=model_slots(model), steps=a.steps, seed=0, n_mix=n_mix)
+    prior = fit_slot_prior(mu, logvar, val_mu, n_slots=model_slots(model), steps=a.steps, seed=0, n_mix=n_mix,
+                           sigma_scale=sigma_scale)
     fit_sec = time.time() - t0
     with torch.no_grad():
         val_nll = float(prior.nll(torch.as_tensor(val_mu, dtype=torch.float32)))
     for t in a.temperatures:
-        rows = []
-        for seed in a.seeds:
-            m = prior_metrics(model, tk, a.n, test, train, seed, z=prior.sample(a.n, seed, temperature=t))
-            mus, ov = m["muspy"], m["overlapping_area"]
-            rows.append({"groove": mus["groove_consistency"], "polyphony": mus["polyphony"],
-                         "dur_overlap": ov["duration"], "pitch_overlap": ov["pitch"],
-                         "cc_value_overlap": ov["cc_value"], "novelty": m["novelty"]["value"],
-                         "exact_copy_rate": m["exact_copy_rate"]})
+        summary = score_draws(model, tk, prior, test, train, a.seeds, a.n, t)[0]
         out = {"run": a.run_dir, "variant": name, "temperature": t, "seeds": a.seeds, "n": a.n,
-               "fit_sec": round(fit_sec, 1), "val_nll": round(val_nll, 3),
-               **{k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0]},
-               **{f"{k}_sd": round(float(np.std([r[k] for r in rows], ddof=1)), 3)
-                  for k in ("groove", "dur_overlap")}}
+               "fit_sec": round(fit_sec, 1), "val_nll": round(val_nll, 3), **summary}
         print(json.dumps(out), flush=True)

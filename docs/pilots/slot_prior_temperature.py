@@ -11,13 +11,11 @@ Prints one JSON line per temperature: the mean over the seeds (64 draws each) of
 import argparse
 import json
 
-import numpy as np
 import torch
 
 from vaelib.data.dataset import load_performances
-from vaelib.evaluation.prior_samples import prior_metrics
 
-from run_prior import load_run_prior  # docs/pilots/run_prior.py, beside this script
+from run_prior import load_run_prior, score_draws  # docs/pilots/run_prior.py, beside this script
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir")
@@ -30,18 +28,8 @@ torch.set_num_threads(1)
 model, tk, prior = load_run_prior(a.run_dir, a.data_dir)
 test, train = load_performances(a.data_dir, "test"), load_performances(a.data_dir, "train")
 for t in a.temperatures:
-    rows = []
-    for seed in a.seeds:
-        m = prior_metrics(model, tk, a.n, test, train, seed, z=prior.sample(a.n, seed, temperature=t))
-        mu, ov = m["muspy"], m["overlapping_area"]
-        rows.append({"groove": mu["groove_consistency"], "polyphony": mu["polyphony"],
-                     "pitch_entropy": mu["pitch_entropy"], "dur_overlap": ov["duration"], "pitch_overlap": ov["pitch"],
-                     "cc_value_overlap": ov["cc_value"], "novelty": m["novelty"]["value"],
-                     "exact_copy_rate": m["exact_copy_rate"]})
-    keys = rows[0]
-    out = {"run": a.run_dir, "temperature": t, "seeds": a.seeds, "n": a.n,
-           **{k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys},
-           **{f"{k}_sd": round(float(np.std([r[k] for r in rows], ddof=1)), 3) for k in ("groove", "dur_overlap")},
+    summary, m = score_draws(model, tk, prior, test, train, a.seeds, a.n, t)
+    out = {"run": a.run_dir, "temperature": t, "seeds": a.seeds, "n": a.n, **summary,
            "reference": {"groove": round(m["reference_muspy"]["groove_consistency"], 3),
                          "polyphony": round(m["reference_muspy"]["polyphony"], 3),
                          "pitch_entropy": round(m["reference_muspy"]["pitch_entropy"], 3),

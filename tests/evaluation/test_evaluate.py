@@ -248,6 +248,11 @@ def test_the_evaluations_slot_prior_is_kept_for_the_reports_audio(tiny_run, tmp_
     assert all((run / p["file"]).stat().st_size > 0 for p in man["learned_prior"])
     page = render_audio(tmp_path, {"z16": ["z16/audio/audio.json"]})
     assert "learned slot prior" in page and page.count("<audio") == 2 + 2 + 2 and "<em>missing</em>" not in page
+    assert man["learned_prior_sigma_scale"] == 1.0 and "of each window's spread" not in page  # the whole spread
+    man = {**man, "learned_prior_sigma_scale": 0.5}  # as `small` fits it: the page says so
+    (run / "audio" / "audio.json").write_text(json.dumps(man))
+    assert "fitted to the training posteriors, at 0.5 of each window's spread" in render_audio(
+        tmp_path, {"z16": ["z16/audio/audio.json"]})
     # the listening kit's conditions: z from N(0, I) and from this slot prior, each its own condition
     paths = build_pack_from_runs({"z16": run}, tiny_run / "data", tmp_path / "kit", n_per_model=2, n_references=2,
                                  priors=["normal", "learned"])

@@ -93,6 +93,7 @@ def test_slot_prior_temperature_keeps_draws_near_the_modes_and_travels_with_the_
     save_slot_prior(prior, tmp_path, checkpoint_label(ckpt))
     loaded = load_slot_prior(tmp_path, ckpt)
     assert loaded.temperature == 0.5 and torch.equal(loaded.sample(6, seed=1), prior.sample(6, seed=1))
+    assert prior.sigma_scale == loaded.sigma_scale == 1.0  # fitted to the whole spread, and it says so
     with pytest.raises(ValueError, match="temperature must be > 0"):
         prior.sample(2, temperature=0.0)
 
@@ -105,6 +106,7 @@ def test_slot_prior_fitted_to_a_narrower_spread_keeps_its_draws_near_the_codes()
 
     def off_pattern(scale):
         prior = fit_slot_prior(mu, logvar, n_slots=8, steps=800, seed=0, sigma_scale=scale)
+        assert prior.sigma_scale == scale
         x = prior.sample(400, seed=2).numpy().reshape(400, 8, 2)
         return np.linalg.norm(x[..., None, :] - patterns, axis=-1).min(-1).mean()
 
@@ -114,3 +116,15 @@ def test_slot_prior_fitted_to_a_narrower_spread_keeps_its_draws_near_the_codes()
     assert whole > 0.55 and quarter < 0.8 * whole
     with pytest.raises(ValueError, match="sigma_scale must be >= 0"):
         fit_slot_prior(mu, logvar, sigma_scale=-1.0)
+
+
+def test_slot_prior_keeps_the_spread_it_was_fitted_to(tmp_path):
+    """The share of the posterior spread a prior was fitted to is saved and loaded with it (the report says it)."""
+    from vaelib.model.latent_prior import checkpoint_label, load_slot_prior, save_slot_prior
+
+    mu, _ = _looped_windows(40, 0)
+    prior = fit_slot_prior(mu, np.zeros_like(mu), n_slots=8, steps=2, seed=0, sigma_scale=0.5)
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(b"a checkpoint")
+    save_slot_prior(prior, tmp_path, checkpoint_label(ckpt), steps=2)
+    assert prior.sigma_scale == load_slot_prior(tmp_path, ckpt).sigma_scale == 0.5

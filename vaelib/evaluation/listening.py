@@ -367,6 +367,7 @@ def export_run_audio(run_dir, data_dir, n_pairs: int = 8, n_prior: int = 8, spli
     if slot_prior is not None and n_prior:
         manifest["learned_prior"] = prior_clips("learned", slot_prior.sample(n_prior, seed))
         manifest["learned_prior_temperature"] = slot_prior.temperature
+        manifest["learned_prior_sigma_scale"] = slot_prior.sigma_scale
     _write_manifest(folder / AUDIO_MANIFEST, manifest)
     return manifest
 

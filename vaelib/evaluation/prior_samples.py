@@ -79,7 +79,7 @@ def score_priors(model, tokenizer, n: int, test_perfs, train_seqs, train_perfs, 
                                     "sigma_scale": prior_sigma_scale,
                                     "early_stopped_on": "val" if len(val_seqs) else None}
             # kept for the report's audio (``listening.export_run_audio``)
-            save_slot_prior(slot_prior, run_dir, label, steps=prior_steps, sigma_scale=prior_sigma_scale)
+            save_slot_prior(slot_prior, run_dir, label, steps=prior_steps)
     if prior_learned is None:
         (Path(run_dir) / PRIOR_FILE).unlink(missing_ok=True)
     return prior, prior_fitted, prior_learned

@@ -58,6 +58,7 @@ class SlotPrior(nn.Module):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = temperature  # what ``sample`` draws at unless told otherwise
+        self.sigma_scale = 1.0  # the share of the posteriors' spread it was fitted to (``fit_slot_prior``)
         if latent_dim % n_slots:
             raise ValueError(f"latent_dim {latent_dim} does not split into {n_slots} slots")
         self.latent_dim, self.n_slots, self.slot_dim = latent_dim, n_slots, latent_dim // n_slots
@@ -134,6 +135,7 @@ def fit_slot_prior(mu: np.ndarray, logvar: np.ndarray, val_mu: np.ndarray | None
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     prior = SlotPrior(D, n_slots or n_chunks(D), n_mix=n_mix, temperature=temperature)
+    prior.sigma_scale = float(sigma_scale)
     opt = torch.optim.AdamW(prior.parameters(), lr=lr, weight_decay=0.01)
     val = torch.as_tensor(np.asarray(val_mu), dtype=torch.float32) if val_mu is not None and len(val_mu) else None
     best, best_state = math.inf, None
@@ -178,8 +180,9 @@ def checkpoint_label(checkpoint) -> dict:
 
 def save_slot_prior(prior: SlotPrior, run_dir, label: dict, **info) -> Path:
     """Write ``prior`` to ``run_dir/slot_prior.pt`` atomically, with the ``checkpoint_label`` of the VAE checkpoint
-    whose posteriors it was fitted to (taken when that checkpoint was loaded) and any ``info`` (steps, ...)."""
-    state = {"kwargs": prior.kwargs, "state": prior.state_dict(), **label, **info}
+    whose posteriors it was fitted to (taken when that checkpoint was loaded), the share of their spread it was fitted
+    to (``sigma_scale``, restored by ``load_slot_prior``) and any ``info`` (steps, ...)."""
+    state = {"kwargs": prior.kwargs, "state": prior.state_dict(), **label, "sigma_scale": prior.sigma_scale, **info}
     return atomic_write(Path(run_dir) / PRIOR_FILE, lambda f: torch.save(state, f))
 
 
@@ -196,6 +199,7 @@ def load_slot_prior(run_dir, checkpoint) -> SlotPrior | None:
             return None
         prior = SlotPrior(**state["kwargs"])
         prior.load_state_dict(state["state"])
+        prior.sigma_scale = float(state.get("sigma_scale", 1.0))  # a file from before the option: the whole spread
     except Exception as e:  # truncated, not a torch file, or another layout: no prior, and say why
         warnings.warn(f"{path}: not a readable slot prior ({type(e).__name__}: {e}); ignored", RuntimeWarning,
                       stacklevel=2)

@@ -231,13 +231,16 @@ def render_audio(out: Path, audio: dict) -> str:
                 prior = " ".join(_player(out, base + "/" + p["file"]) for p in man.get("prior", []))
                 learned = " ".join(_player(out, base + "/" + p["file"]) for p in man.get("learned_prior", []))
                 n_samples = len(man.get("prior", [])) + len(man.get("learned_prior", []))
+                spread = man.get("learned_prior_sigma_scale", 1.0)  # the share of each window's spread fitted to
+                fitted = "fitted to the training posteriors" + (f", at {spread:g} of each window's spread"
+                                                                if spread != 1 else "")
                 parts.append(
                     f"<h3>{html.escape(run)}</h3><details{' open' if not parts else ''}><summary>"
                     f"{len(man.get('pairs', []))} test pieces: original vs reconstruction; {n_samples} prior samples"
                     "</summary><table><tr><th>#</th><th>style</th><th>original</th><th>reconstruction (greedy decode"
                     f" of μ)</th><th>notes (orig. / rec.)</th></tr>{rows}</table>"
                     f"<p>Prior samples z ~ N(0, I), decoded at temperature 1:</p><p>{prior}</p>"
-                    + (f"<p>Prior samples with z from the learned slot prior (fitted to the training posteriors; "
+                    + (f"<p>Prior samples with z from the learned slot prior ({fitted}; "
                        f"<code>vaelib-generate --learned-prior</code>; z drawn at temperature "
                        f"{man.get('learned_prior_temperature', 1.0):g}), decoded at temperature 1:</p><p>{learned}</p>"
                        if learned else "") + "</details>")

@@ -97,6 +97,10 @@ class ModelConfig:
     # With cc_plan: the plan's log-probabilities, at the elapsed step, bias the decoder's CC logits (a gain per lane),
     # so each lane gets its own value distribution from z where the factorised head shares one across lanes.
     cc_copy: bool = False
+    # A cache of each lane's past values (vaelib.model.cc_cache): the decoder's CC logits get, per lane, a learned gain
+    # times log(1 + how often the id appeared among the input tokens so far), so a value the lane took before (the
+    # other level of a toggle, a step sequence's next step) is found without looking it up by attention.
+    cc_cache: bool = False
     # With pool="beat": each slot also sees its steps' CC values (each lane's value in force, from the tokens), as it
     # sees their onsets, so a slot can hold its beat's automation without finding it in the mean of its states.
     cc_pool: bool = False

@@ -1,5 +1,6 @@
 """The Transformer VAE: shapes, padding invariance, KV cache == recomputation, z reaches the decoder."""
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -368,6 +369,38 @@ def test_bar_lag_reads_the_bar_before_from_past_tokens_and_the_cache_still_match
     for r in range(3):
         n = int(state.elapsed[r])
         assert torch.equal(state.lag.cc[r, :min(n, S)], cc_tf[r, :min(n, S)])
+    _assert_cache_matches_teacher_forcing(m, z, ids)
+    assert torch.equal(m.greedy(z, 80), m.greedy(z, 80, use_cache=False))
+
+
+def test_cc_cache_counts_each_lanes_past_values_and_the_cache_still_matches():
+    """With cc_cache the CC id (lane, value) gets gain_lane * log(1 + its count among the input tokens so far, that
+    position's included): nothing before the lane's first token, the count after; other ids untouched; a dropped
+    (PAD) token is not counted. Incremental decoding keeps the same counts, so cached decoding equals teacher forcing,
+    greedy included."""
+    torch.manual_seed(0)
+    m = VAE(_rich(pool="beat", latent_dim=32, plan_memory=True, plan_input=True, cc_plan=True, cc_copy=True,
+                  cc_pool=True, cc_cache=True)).eval()
+    _, ids = _real_batch()
+    lay, cache = m.layout, m.cc_cache
+    with torch.no_grad():
+        cache.gain.copy_(torch.arange(1.0, 1.0 + lay.n_cc))
+        bias = cache(ids)  # (B, T, n_cc * 128)
+    row = ids[0]
+    t = next(j for j in range(1, len(row)) if lay.kind[row[j]] >= 7)  # the first CC token
+    k = int(row[t]) - lay.cc0
+    lane = k // 128
+    assert float(bias[0, t - 1].abs().max()) == 0.0  # before it: no CC seen yet
+    assert bias[0, t, k] == pytest.approx((lane + 1) * math.log(2.0))
+    assert int((bias[0, t] != 0).sum()) == 1  # only that id
+    n = int((row == row[t]).sum())
+    assert bias[0, -1, k] == pytest.approx((lane + 1) * math.log(1.0 + n))
+    dropped = ids.clone()
+    dropped[0, t] = PAD_ID
+    with torch.no_grad():
+        assert float(cache(dropped)[0, t].abs().max()) == 0.0
+    with torch.no_grad():
+        z = m.encode(ids)[0]
     _assert_cache_matches_teacher_forcing(m, z, ids)
     assert torch.equal(m.greedy(z, 80), m.greedy(z, 80, use_cache=False))
 

@@ -120,6 +120,7 @@ class DecodeState:
     plan_rows: torch.Tensor | None = None  # (B, n_steps + 2, d) the normalised plan (plan inputs only)
     cc_rows: torch.Tensor | None = None  # (B, n_steps + 1, n_cc * 128) the CC plan's bias per step (cc_copy only)
     lag: object | None = None  # bar_lag.LagState: the onset and CC grids so far (bar_lag only)
+    cc_counts: torch.Tensor | None = None  # (B, n_cc * 128) each CC id's count so far (cc_cache only)
 
     def keep_rows(self, keep: torch.Tensor) -> None:
         """Keep only the rows ``keep`` (bool (B,) or indices) of z's offset, the structure and every cache."""
@@ -134,5 +135,7 @@ class DecodeState:
             self.cc_rows = self.cc_rows[keep]
         if self.lag is not None:
             self.lag.keep_rows(keep)
+        if self.cc_counts is not None:
+            self.cc_counts = self.cc_counts[keep]
         for c in self.layers:
             c.k, c.v, c.mk, c.mv = c.k[keep], c.v[keep], c.mk[keep], c.mv[keep]

@@ -1,8 +1,8 @@
 """Incremental decoding with per-layer K/V caches, mixed into ``vae.VAE``: ``start(z)`` allocates the caches and
 projects z's memory once, ``step(tokens, state)`` decodes one position in O(T) instead of recomputing the prefix, and
-``greedy(z)`` decodes with them. The structural inputs, the plan input, the bar-lag input and the CC plan's bias
-follow the elapsed time, sounding pitches and grids tracked in the ``DecodeState``, so cached decoding equals teacher
-forcing.
+``greedy(z)`` decodes with them. The structural inputs, the plan input, the bar-lag input, the CC plan's bias and the
+CC cache's follow the elapsed time, sounding pitches, grids and CC counts tracked in the ``DecodeState``, so cached
+decoding equals teacher forcing.
 """
 from __future__ import annotations
 
@@ -44,6 +44,8 @@ class IncrementalDecoding:
             state.lag = self.bar_lag.start(B, z.device)
         if c.cc_copy:
             state.cc_rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)))
+        if c.cc_cache:
+            state.cc_counts = self.cc_cache.start(B, z.device)
         return state
 
     @torch.no_grad()
@@ -71,9 +73,13 @@ class IncrementalDecoding:
             x = block.forward_cached(x, cache, pos)
         state.pos = pos + 1
         logits = self._logits(self.dec_ln(x))[:, 0]  # (B, V)
+        bias = None  # as in ``decode``
         if state.cc_rows is not None:
-            logits = self._add_cc_bias(logits, CCPlan.bias_at(state.cc_rows, state.elapsed[:, None])[:, 0])
-        return logits
+            bias = CCPlan.bias_at(state.cc_rows, state.elapsed[:, None])[:, 0]
+        if state.cc_counts is not None:
+            cache = self.cc_cache.step(state.cc_counts, tokens)
+            bias = cache if bias is None else bias + cache
+        return logits if bias is None else self._add_cc_bias(logits, bias)
 
     @torch.no_grad()
     def greedy(self, z: torch.Tensor, max_len: int | None = None, use_cache: bool = True) -> torch.Tensor:

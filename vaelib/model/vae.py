@@ -25,6 +25,7 @@ from vaelib.data.tokenizer import EOS as EOS_ID  # noqa: F401
 from vaelib.data.tokenizer import PAD as PAD_ID
 from vaelib.model.bar_lag import BarLag
 from vaelib.model.blocks import Attention, DecoderBlock, Dropout, EncoderBlock
+from vaelib.model.cc_cache import CCCache
 from vaelib.model.cc_plan import CCPlan
 from vaelib.model.incremental import IncrementalDecoding
 from vaelib.model.latent_slots import SlotLayout
@@ -88,6 +89,7 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
             self.plan_in = nn.Sequential(nn.Linear(2 * c.d_model, c.d_model), nn.LayerNorm(c.d_model))
         self.bar_lag = (BarLag(c.d_model, self.layout.n_cc, c.steps_per_bar, c.steps_per_bar * c.n_bars)
                         if c.bar_lag else None)
+        self.cc_cache = CCCache(self.layout.n_cc, self.layout.cc0) if c.cc_cache else None
         self.enc_pos = nn.Embedding(c.max_len, c.d_model)
         self.dec_pos = nn.Embedding(c.max_len, c.d_model)
         self.drop = Dropout(c.dropout)
@@ -141,6 +143,8 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
             self.cc_plan.reset_parameters()
         if self.bar_lag is not None:
             self.bar_lag.reset_parameters()
+        if self.cc_cache is not None:
+            self.cc_cache.reset_parameters()
         if c.plan_input:
             # the input's gain starts at the embedding tables' 0.02: at LayerNorm's 1 the plan would drown the token
             # and structural inputs it is added to (the decoder then trained to a CE of 4.9 nats in the pilot)
@@ -328,14 +332,16 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
         for block in self.decoder:
             x = block(x, mem)
         logits = self._logits(self.dec_ln(x))  # (B, T, V)
+        bias = None  # on the CC ids: the CC plan's (at the elapsed step) and the CC cache's, added in one pass
         if self.config.cc_copy:
             rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)) if cc_log_probs is None else cc_log_probs)
-            logits = self._add_cc_bias(logits, CCPlan.bias_at(rows, self.layout.elapsed(ids_in) if elapsed is None
-                                                              else elapsed))
-        return logits
+            bias = CCPlan.bias_at(rows, self.layout.elapsed(ids_in) if elapsed is None else elapsed)
+        if self.cc_cache is not None:
+            bias = self.cc_cache(ids_in) if bias is None else bias + self.cc_cache(ids_in)
+        return logits if bias is None else self._add_cc_bias(logits, bias)
 
     def _add_cc_bias(self, logits: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """logits (..., V) + the CC plan's bias (..., n_cc * 128) on the CC ids."""
+        """logits (..., V) + a bias (..., n_cc * 128) on the CC ids (the CC plan's, the CC cache's)."""
         c0 = self.layout.cc0
         return torch.cat([logits[..., :c0], logits[..., c0:] + bias.to(logits.dtype)], -1)
 

@@ -101,6 +101,9 @@ class ModelConfig:
     # times log(1 + how often the id appeared among the input tokens so far), so a value the lane took before (the
     # other level of a toggle, a step sequence's next step) is found without looking it up by attention.
     cc_cache: bool = False
+    # With cc_cache: each lane's gain is read from the decoder's state at each position instead of one constant, so the
+    # decoder can lean on the lane's past values where they decide what comes next and not elsewhere.
+    cc_cache_gate: bool = False
     # With pool="beat": each slot also sees its steps' CC values (each lane's value in force, from the tokens), as it
     # sees their onsets, so a slot can hold its beat's automation without finding it in the mean of its states.
     cc_pool: bool = False

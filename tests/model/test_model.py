@@ -405,6 +405,27 @@ def test_cc_cache_counts_each_lanes_past_values_and_the_cache_still_matches():
     assert torch.equal(m.greedy(z, 80), m.greedy(z, 80, use_cache=False))
 
 
+def test_gated_cc_cache_reads_its_gains_from_the_decoder_state_and_the_cache_still_matches():
+    """With cc_cache_gate the gains come from the decoder's state at each position: at init they are the constant
+    init gain (the gate's weights start at 0), after a change of the gate they differ between positions; cached
+    decoding equals teacher forcing, greedy included."""
+    torch.manual_seed(0)
+    m = VAE(_rich(pool="beat", latent_dim=32, plan_memory=True, plan_input=True, cc_plan=True, cc_copy=True,
+                  cc_pool=True, cc_cache=True, cc_cache_gate=True)).eval()
+    _, ids = _real_batch()
+    h = torch.randn(3, ids.shape[1], m.config.d_model)
+    with torch.no_grad():
+        assert torch.allclose(m.cc_cache.gains(h), torch.full((3, ids.shape[1], m.layout.n_cc), 0.5))
+        m.cc_cache.gate.weight.normal_(0.0, 0.5)
+        g = m.cc_cache.gains(h)
+        assert float(g.std(1).min()) > 0 and float(g.min()) > 0
+        z = m.encode(ids)[0]
+    _assert_cache_matches_teacher_forcing(m, z, ids)
+    assert torch.equal(m.greedy(z, 80), m.greedy(z, 80, use_cache=False))
+    with pytest.raises(ValueError, match="cc_cache_gate needs cc_cache"):
+        VAE(_rich(cc_cache_gate=True))
+
+
 def test_cc_targets_are_the_lanes_values_in_force_and_the_cc_head_reads_the_plan():
     perfs, ids = _real_batch()
     m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_head=True, cc_plan=False, cc_copy=False)).eval()

@@ -72,12 +72,13 @@ class IncrementalDecoding:
         for block, cache in zip(self.decoder, state.layers):
             x = block.forward_cached(x, cache, pos)
         state.pos = pos + 1
-        logits = self._logits(self.dec_ln(x))[:, 0]  # (B, V)
+        h = self.dec_ln(x)[:, 0]  # (B, d)
+        logits = self._logits(h)  # (B, V)
         bias = None  # as in ``decode``
         if state.cc_rows is not None:
             bias = CCPlan.bias_at(state.cc_rows, state.elapsed[:, None])[:, 0]
         if state.cc_counts is not None:
-            cache = self.cc_cache.step(state.cc_counts, tokens)
+            cache = self.cc_cache.step(state.cc_counts, tokens, h)
             bias = cache if bias is None else bias + cache
         return logits if bias is None else self._add_cc_bias(logits, bias)
 

@@ -89,7 +89,10 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
             self.plan_in = nn.Sequential(nn.Linear(2 * c.d_model, c.d_model), nn.LayerNorm(c.d_model))
         self.bar_lag = (BarLag(c.d_model, self.layout.n_cc, c.steps_per_bar, c.steps_per_bar * c.n_bars)
                         if c.bar_lag else None)
-        self.cc_cache = CCCache(self.layout.n_cc, self.layout.cc0) if c.cc_cache else None
+        if c.cc_cache_gate and not c.cc_cache:
+            raise ValueError("cc_cache_gate needs cc_cache")
+        self.cc_cache = (CCCache(self.layout.n_cc, self.layout.cc0, d_model=c.d_model if c.cc_cache_gate else 0)
+                         if c.cc_cache else None)
         self.enc_pos = nn.Embedding(c.max_len, c.d_model)
         self.dec_pos = nn.Embedding(c.max_len, c.d_model)
         self.drop = Dropout(c.dropout)
@@ -331,13 +334,15 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
         mem = self.memory(z, plan)
         for block in self.decoder:
             x = block(x, mem)
-        logits = self._logits(self.dec_ln(x))  # (B, T, V)
+        h = self.dec_ln(x)
+        logits = self._logits(h)  # (B, T, V)
         bias = None  # on the CC ids: the CC plan's (at the elapsed step) and the CC cache's, added in one pass
         if self.config.cc_copy:
             rows = self.cc_plan.bias_rows(self.cc_plan(self.slots(z)) if cc_log_probs is None else cc_log_probs)
             bias = CCPlan.bias_at(rows, self.layout.elapsed(ids_in) if elapsed is None else elapsed)
         if self.cc_cache is not None:
-            bias = self.cc_cache(ids_in) if bias is None else bias + self.cc_cache(ids_in)
+            cache = self.cc_cache(ids_in, h)
+            bias = cache if bias is None else bias + cache
         return logits if bias is None else self._add_cc_bias(logits, bias)
 
     def _add_cc_bias(self, logits: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,7 @@ def test_check_report_finds_dead_links_missing_audio_and_machine_paths(tmp_path)
     (tmp_path / "index.html").write_text('<a href="a/clip.ogg">x</a><audio controls src="a/clip.ogg"></audio>'
                                          '<a href="https://example.org/x">web</a><a href="#top">top</a>')
     (tmp_path / "r.json").write_text(json.dumps({"run_dir": "z16", "data_dir": "../data"}))
-    # a figure's base64 can spell a path by chance; a notebook's JSON holds it without the data: prefix's quotes
+    # an embedded figure's base64 can spell a path by chance, in a page or in a JSON record: not a machine path
     (tmp_path / "fig.html").write_text('<img src="data:image/png;base64,iVBORw0K+/tmp/Gg\n+/home/x==">')
     (tmp_path / "nb.json").write_text(json.dumps({"text/html": '<img src="data:image/png;base64,AB+/tmp/CD">'}))
     assert report_check.check_report(tmp_path) == []

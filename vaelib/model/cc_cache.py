@@ -12,9 +12,10 @@ added to its logit, where n_{l,v} counts the CC tokens (l, v) among the decoder'
 included). The counts come from the past input tokens only, so the decoder stays causal, and after word dropout, so a
 dropped token is not counted; the KV-cached decoder keeps the same counts as it goes (``step``).
 
-With ``gated`` the gain is read from the decoder's output state at each position (a softplus of a linear map, one
-per lane) instead of one learned constant per lane, so the decoder can lean on the lane's past values where they
-decide (a toggle jumping back to its other level) and not where a smooth curve moves on.
+With the gate (``ModelConfig.cc_cache_gate``) the gain is read from the decoder's output state at each position (a
+softplus of a linear map, one per lane) instead of one learned constant per lane, so the decoder can lean on the
+lane's past values where they decide (a toggle jumping back to its other level) and not where a smooth curve moves
+on.
 """
 from __future__ import annotations
 

@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from vaelib.controllers import name_of
-from vaelib.data.dataset import load_meta, load_split, load_tokenizer
-from vaelib.evaluation.evaluate import partners
-from vaelib.evaluation.teacher_forced import teacher_forced
 from vaelib.model.checkpoint import load_model
 from vaelib.model.generation import decode
+
+from scored_split import load_scored_split, posterior_means  # docs/pilots/scored_split.py, beside this script
 
 ap = argparse.ArgumentParser()
 ap.add_argument("data")
@@ -27,11 +26,7 @@ ap.add_argument("--split", default="test")
 a = ap.parse_args()
 torch.set_num_threads(1)
 
-tk = load_tokenizer(a.data)
-seqs = [np.asarray(s, np.int64) for s in load_split(a.data, a.split)]
-meta = load_meta(a.data, a.split)
-refs = [tk.decode(s, tempo_bpm=float(m.get("tempo_bpm", 140.0))) for s, m in zip(seqs, meta)]
-partner = partners([str(m.get("source", i)) for i, m in enumerate(meta)], 0)
+tk, seqs, meta, refs, partner = load_scored_split(a.data, a.split)
 styles = np.array([str(m.get("style", "")) for m in meta])
 lanes = [name_of(c) for c in refs[0].cc_numbers]
 
@@ -46,8 +41,7 @@ def errors(ids) -> np.ndarray:
 
 for run in a.runs:
     model, _ = load_model(run, device="cpu")
-    torch.manual_seed(0)
-    mu = teacher_forced(model, seqs, tk, partner, seed=0)["mu"]
+    mu = posterior_means(model, tk, seqs, partner)
     both = decode(model, np.concatenate([mu, mu[partner]]), greedy=True, tokenizer=tk, batch_size=256)
     rec, base = errors(both[:len(seqs)]), errors(both[len(seqs):])
     row = {"run": run, "split": a.split, "n": len(seqs)}

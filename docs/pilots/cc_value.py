@@ -13,13 +13,13 @@ import json
 import numpy as np
 import torch
 
-from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
-from vaelib.evaluation.evaluate import SAMPLE_RATE, partners
-from vaelib.evaluation.teacher_forced import teacher_forced
+from vaelib.evaluation.evaluate import SAMPLE_RATE
 from vaelib.evaluation.mrstft import mr_stft_performances
 from vaelib.model.checkpoint import load_model
 from vaelib.model.generation import CC_VALUES, decode
+
+from scored_split import load_scored_split, posterior_means  # docs/pilots/scored_split.py, beside this script
 
 ap = argparse.ArgumentParser()
 ap.add_argument("data")
@@ -38,16 +38,11 @@ def depth(perfs) -> float:
     return float(np.mean([M.cc_depth(p) for p in perfs]))
 
 
-tk = load_tokenizer(a.data)
-seqs = [np.asarray(s, np.int64) for s in load_split(a.data, "test")]
-meta = load_meta(a.data, "test")
-refs = [tk.decode(s, tempo_bpm=float(m.get("tempo_bpm", 140.0))) for s, m in zip(seqs, meta)]
-partner = partners([str(m.get("source", i)) for i, m in enumerate(meta)], 0)
+tk, seqs, meta, refs, partner = load_scored_split(a.data)
 print(json.dumps({"test set": {"depth": round(depth(refs), 4), "motion": round(motion(refs), 3)}}), flush=True)
 for run in a.runs:
     model, _ = load_model(run, device="cpu")
-    torch.manual_seed(0)
-    mu = teacher_forced(model, seqs, tk, partner, seed=0)["mu"]
+    mu = posterior_means(model, tk, seqs, partner)
     row = {"run": run}
     for rule in CC_VALUES:
         both = decode(model, np.concatenate([mu, mu[partner]]), greedy=True, tokenizer=tk, batch_size=256,

@@ -14,11 +14,10 @@ import torch
 import torch.nn.functional as F
 
 import vaelib.model.generation as G
-from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
-from vaelib.evaluation.evaluate import partners
-from vaelib.evaluation.teacher_forced import teacher_forced
 from vaelib.model.checkpoint import load_model
+
+from scored_split import load_scored_split, posterior_means  # docs/pilots/scored_split.py, beside this script
 
 ap = argparse.ArgumentParser()
 ap.add_argument("data")
@@ -26,12 +25,12 @@ ap.add_argument("run")
 ap.add_argument("--k", type=int, nargs="+", default=[0, 4, 8, 16])
 a = ap.parse_args()
 torch.set_num_threads(1)
-tk = load_tokenizer(a.data)
+tk, seqs, meta, refs, partner = load_scored_split(a.data)
 mode_rule = G.argmax_by_event
 half_width = [0]
 
 
-def window_mode(logits, levels, values=None):
+def window_mode(logits, levels, values=None, window=0):  # generation.draw's call; decoded by "mode" below
     ids = mode_rule(logits, levels)
     rows = torch.nonzero(ids >= tk.cc0)[:, 0]
     if not len(rows):
@@ -47,16 +46,12 @@ def window_mode(logits, levels, values=None):
 
 
 G.argmax_by_event = window_mode
-seqs = [np.asarray(s, np.int64) for s in load_split(a.data, "test")]
-meta = load_meta(a.data, "test")
-refs = [tk.decode(s, tempo_bpm=float(m.get("tempo_bpm", 140.0))) for s, m in zip(seqs, meta)]
-partner = partners([str(m.get("source", i)) for i, m in enumerate(meta)], 0)
 model, _ = load_model(a.run, device="cpu")
-torch.manual_seed(0)
-mu = teacher_forced(model, seqs, tk, partner, seed=0)["mu"]
+mu = posterior_means(model, tk, seqs, partner)
 for k in a.k:
     half_width[0] = k
-    both = G.decode(model, np.concatenate([mu, mu[partner]]), greedy=True, tokenizer=tk, batch_size=256)
+    both = G.decode(model, np.concatenate([mu, mu[partner]]), greedy=True, tokenizer=tk, batch_size=256,
+                    cc_value="mode")
     rec = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(both[:len(seqs)], refs)]
     base = [tk.decode(s, tempo_bpm=r.tempo_bpm) for s, r in zip(both[len(seqs):], refs)]
     cc_me = np.mean([M.cc_me(r, e) for r, e in zip(refs, rec)])

@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 import vaelib.model.generation as G
-from vaelib.data.dataset import load_meta, load_split, load_tokenizer
 from vaelib.evaluation import metrics as M
-from vaelib.evaluation.evaluate import SAMPLE_RATE, partners
+from vaelib.evaluation.evaluate import SAMPLE_RATE
 from vaelib.evaluation.mrstft import mr_stft_performances
-from vaelib.evaluation.teacher_forced import teacher_forced
 from vaelib.model.checkpoint import load_model
+
+from scored_split import load_scored_split, posterior_means  # docs/pilots/scored_split.py, beside this script
 
 ap = argparse.ArgumentParser()
 ap.add_argument("data")
@@ -36,16 +36,11 @@ def mean_of(f, perfs) -> float:
     return round(float(np.mean([f(p) for p in perfs])), 4)
 
 
-tk = load_tokenizer(a.data)
-seqs = [np.asarray(s, np.int64) for s in load_split(a.data, a.split)]
-meta = load_meta(a.data, a.split)
-refs = [tk.decode(s, tempo_bpm=float(m.get("tempo_bpm", 140.0))) for s, m in zip(seqs, meta)]
-partner = partners([str(m.get("source", i)) for i, m in enumerate(meta)], 0)
+tk, seqs, meta, refs, partner = load_scored_split(a.data, a.split)
 print(json.dumps({"split": a.split, "depth": mean_of(M.cc_depth, refs), "motion": mean_of(M.cc_motion, refs)}),
       flush=True)
 model, _ = load_model(a.run, device="cpu")
-torch.manual_seed(0)
-mu = teacher_forced(model, seqs, tk, partner, seed=0)["mu"]
+mu = posterior_means(model, tk, seqs, partner)
 for w in a.windows:
     G.CC_WINDOW = w
     both = G.decode(model, np.concatenate([mu, mu[partner]]), greedy=True, tokenizer=tk, batch_size=256,

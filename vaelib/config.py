@@ -94,9 +94,16 @@ class ModelConfig:
     # z's plan of the automation (vaelib.model.cc_plan): its own read-out of z predicts every CC lane's value at every
     # grid step as a discretised Gaussian over the 128 values, trained with TrainConfig.cc_weight. Replaces cc_head.
     cc_plan: bool = False
+    # With cc_plan: each lane's value at a step is a mixture of this many discretised Gaussians (1: one Gaussian), so
+    # the plan can hold a lane's few levels at once where z does not say which one holds at that step.
+    cc_plan_mix: int = 1
     # With cc_plan: the plan's log-probabilities, at the elapsed step, bias the decoder's CC logits (a gain per lane),
     # so each lane gets its own value distribution from z where the factorised head shares one across lanes.
     cc_copy: bool = False
+    # With the factorised head: each CC lane scores the 128 values through its own gate on the decoder's state,
+    # logit(lane l, value v) = h . kind_l + (h * (1 + g_l)) . value_v (g_l learned, 0 at init), so the lanes that
+    # may come next each get their own value distribution from the history, not one shared by all lanes.
+    cc_lane_values: bool = False
     # A cache of each lane's past values (vaelib.model.cc_cache): the decoder's CC logits get, per lane, a learned gain
     # times log(1 + how often the id appeared among the input tokens so far), so a value the lane took before (the
     # other level of a toggle, a step sequence's next step) is found without looking it up by attention.

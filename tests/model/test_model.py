@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vaelib.config import get_preset
+from vaelib.model.cc_plan import CCPlan
 from vaelib.model.vae import BOS_ID, EOS_ID, PAD_ID, VAE
 
 
@@ -462,6 +463,72 @@ def test_cc_plan_biases_each_lanes_values_at_the_elapsed_step_and_nothing_else()
     for b, t in [(0, 0), (1, 40), (2, 200)]:
         want = lp[b, e[b, t].clamp(max=127)] * m.cc_plan.gain[:, None]  # the window's end holds the last step
         assert torch.allclose(diff[b, t, c0:], want.flatten(), atol=1e-5)
+
+
+def test_cc_plan_mix_holds_a_lanes_two_levels_where_one_gaussian_cannot():
+    """A lane that is at 20 or at 90 at random steps, which the plan's input does not tell: trained on it, a mixture
+    of two Gaussians puts a narrow peak on each level (CE ~1 nat: log 2 and the peaks' width), one Gaussian a broad
+    hump over both (~4.8 nats). The mix is a distribution over the 128 values, cached decoding still equals teacher
+    forcing, and with one component the plan keeps the parameters it had without the option (old checkpoints load)."""
+    def fit(k):
+        torch.manual_seed(0)
+        plan = CCPlan(dataclasses.replace(_rich(), cc_plan_mix=k), n_slots=1, slot_dim=8, n_cc=1)
+        slots = torch.randn(16, 1, 8)
+        opt = torch.optim.Adam(plan.parameters(), lr=3e-3)
+        for _ in range(300):
+            levels = torch.where(torch.rand(16, plan.n_steps, 1) < 0.5, 20, 90)  # new coins each step
+            lp = plan(slots)
+            loss = -lp.gather(-1, levels[..., None]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return loss.item(), lp.detach()
+
+    one, _ = fit(1)
+    two, lp = fit(2)
+    assert two < math.log(2) + 0.5 < 4.0 < one
+    assert torch.allclose(lp.exp().sum(-1), torch.ones(lp.shape[:-1]), atol=1e-4)
+    p = lp[0, 0, 0].exp()
+    assert float(p[15:26].sum()) > 0.4 and float(p[85:96].sum()) > 0.4 and float(p[40:70].sum()) < 0.02
+    torch.manual_seed(0)
+    base = _rich(pool="beat", latent_dim=32, plan_input=True, cc_plan=True, cc_copy=True, cc_pool=True)
+    shapes = {k: v.shape for k, v in VAE(base).state_dict().items()}
+    assert shapes == {k: v.shape for k, v in VAE(dataclasses.replace(base, cc_plan_mix=1)).state_dict().items()}
+    m = VAE(dataclasses.replace(base, cc_plan_mix=3)).eval()
+    _, ids = _real_batch()
+    with torch.no_grad():
+        z = m.encode(ids)[0]
+    _assert_cache_matches_teacher_forcing(m, z, ids)
+    with pytest.raises(ValueError, match="cc_plan_mix"):
+        VAE(dataclasses.replace(base, cc_plan_mix=0))
+
+
+def test_cc_lane_values_gives_each_lane_its_own_value_scores_from_the_decoder_state():
+    """With cc_lane_values each CC lane scores the values through its own gate on h: at init (gates 0) the logits are
+    the shared head's; with gates set only the CC ids move, by (h * g_l) . value_v, so two lanes at one position get
+    different value distributions; cached decoding still equals teacher forcing."""
+    base = _rich(pool="beat", latent_dim=32, plan_input=True, cc_plan=True, cc_copy=True, cc_pool=True)
+    torch.manual_seed(0)
+    m = VAE(dataclasses.replace(base, cc_lane_values=True)).eval()
+    torch.manual_seed(0)
+    shared = VAE(base).eval()
+    _, ids = _real_batch()
+    with torch.no_grad():
+        z = m.encode(ids)[0]
+        assert torch.equal(m.decode(z, ids[:, :-1]), shared.decode(z, ids[:, :-1]))
+        m.cc_value_gate.normal_(0.0, 1.0)
+        diff = m.decode(z, ids[:, :-1]) - shared.decode(z, ids[:, :-1])
+        c0, r = m.layout.cc0, m.layout.ccv_row0
+        assert float(diff[..., :c0].abs().max()) == 0.0
+        h = torch.randn(2, m.config.d_model)
+        want = (h[:, None] * m.cc_value_gate) @ m.value_emb.weight[r:r + 128].T  # (2, n_cc, 128)
+        got = m._logits(h)[:, c0:] - shared._logits(h)[:, c0:]
+        assert torch.allclose(got, want.flatten(1), atol=1e-5)
+        lanes = diff[0, 10, c0:].view(m.layout.n_cc, 128)
+        assert float((lanes[0] - lanes[1]).abs().max()) > 0
+    _assert_cache_matches_teacher_forcing(m, z, ids)
+    with pytest.raises(ValueError, match="cc_lane_values needs"):
+        VAE(dataclasses.replace(base, embedding="plain", cc_lane_values=True, structural=False))
 
 
 def test_cc_pool_hands_each_beat_slot_its_steps_lane_values():

@@ -11,6 +11,11 @@ other and learn each level from its own few examples. Its log-probabilities serv
   kind + value, so on its own it gives every lane the same value distribution at a position; the bias gives each lane
   its own, from z. It depends on z and the elapsed step (from the past tokens) only, so the decoder stays causal and
   the KV-cached decoder applies the same bias.
+
+With ``ModelConfig.cc_plan_mix`` = K > 1 each lane's value at a step is a mixture of K such Gaussians (its own
+weights, means and widths). A lane often takes one of a few levels (a glide open or shut, an accent's drive or the
+plain one), and z need not say which of them holds at each step when the decoder can tell from the notes: one
+Gaussian has to cover both levels with one broad hump, a mixture keeps a narrow peak on each.
 """
 from __future__ import annotations
 
@@ -37,9 +42,17 @@ class CCPlan(nn.Module):
         self.pos = nn.Parameter(torch.zeros(self.n_steps, c.d_model))
         self.mlp = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, 2 * c.d_model), nn.GELU(),
                                  nn.Linear(2 * c.d_model, c.d_model))
-        self.out = nn.Sequential(nn.LayerNorm(c.d_model), nn.Linear(c.d_model, 2 * n_cc))  # mean, width per lane
+        self.n_mix = c.cc_plan_mix
+        if self.n_mix < 1:
+            raise ValueError(f"cc_plan_mix must be >= 1, got {self.n_mix}")
+        # per lane: mean and width (one Gaussian), or weight, mean and width per component
+        self.out = nn.Sequential(nn.LayerNorm(c.d_model),
+                                 nn.Linear(c.d_model, n_cc * (2 if self.n_mix == 1 else 3 * self.n_mix)))
         self.gain = nn.Parameter(torch.ones(n_cc))  # cc_copy: the bias's weight per lane
         self.register_buffer("values", torch.arange(N_VALUES, dtype=torch.float32), persistent=False)
+        # the components' means start spread over the scale (31.5 and 95.5 for two), not all at its middle
+        self.register_buffer("centres", torch.linspace(-0.5, 0.5, self.n_mix) * (self.n_mix > 1) * 64.0,
+                             persistent=False)
 
     def reset_parameters(self) -> None:
         """After the VAE's 0.02-std init: z's read-out keeps PyTorch's fan-in init (as the notes head's, so z's signal
@@ -57,12 +70,19 @@ class CCPlan(nn.Module):
         code = self.read(slots.reshape(B, self.n_slots, -1)).reshape(B, self.n_steps, -1)
         h = self.up(code) + self.pos
         h = h + self.mlp(h)
-        mean, width = self.out(h).float().view(B, self.n_steps, self.n_cc, 2).unbind(-1)
-        # at init (outputs ~0): mean mid-scale, width ~20 values; the width can shrink to half a value
-        mean = 63.5 + 64.0 * mean
+        raw = self.out(h).float()
+        if self.n_mix == 1:
+            mean, width = raw.view(B, self.n_steps, self.n_cc, 2).unbind(-1)
+        else:
+            weight, mean, width = raw.view(B, self.n_steps, self.n_cc, self.n_mix, 3).unbind(-1)
+        # at init (outputs ~0): mean mid-scale (or the components' centres), width ~20 values; the width can shrink
+        # to half a value
+        mean = 63.5 + self.centres + 64.0 * mean
         sigma = 0.5 + 29.0 * F.softplus(width)
-        score = -0.5 * ((self.values - mean[..., None]) / sigma[..., None]) ** 2
-        return score.log_softmax(-1)  # (B, S, n_cc, 128)
+        score = (-0.5 * ((self.values - mean[..., None]) / sigma[..., None]) ** 2).log_softmax(-1)
+        if self.n_mix == 1:
+            return score  # (B, S, n_cc, 128)
+        return (score + weight.log_softmax(-1)[..., None]).logsumexp(-2)  # (B, S, n_cc, 128)
 
     def bias_rows(self, log_probs: torch.Tensor) -> torch.Tensor:
         """(B, S, n_cc, 128) -> (B, S + 1, n_cc * 128): each lane's gained log-probabilities per step, in the

@@ -46,6 +46,10 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
         else:
             self.kind_emb = nn.Embedding(self.layout.n_kinds, c.d_model)
             self.value_emb = nn.Embedding(self.layout.n_values, c.d_model)
+        if c.cc_lane_values and c.embedding != "factorised":
+            raise ValueError("cc_lane_values needs embedding='factorised'")
+        # cc_lane_values: each CC lane's gate on the decoder state for scoring values (0: the shared value scores)
+        self.cc_value_gate = nn.Parameter(torch.zeros(self.layout.n_cc, c.d_model)) if c.cc_lane_values else None
         if c.structural:
             self.bar_emb = nn.Embedding(c.n_bars + 1, c.d_model)  # bar n_bars = the window's end
             self.step_emb = nn.Embedding(c.steps_per_bar, c.d_model)
@@ -192,7 +196,14 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         if self.config.embedding == "plain":
             return self.head(h)
-        return F.linear(h, self.embedding_matrix().to(h.dtype))
+        logits = F.linear(h, self.embedding_matrix().to(h.dtype))
+        if self.cc_value_gate is None:
+            return logits
+        # (h * g_l) . value_v for every lane l and value v: what each lane's own gate adds to the shared value score
+        r = self.layout.ccv_row0
+        values = self.value_emb.weight[r:r + 128].to(h.dtype)  # (128, d) the CC value rows every lane shares
+        gated = (h[..., None, :] * self.cc_value_gate.to(h.dtype)) @ values.T  # (..., n_cc, 128)
+        return self._add_cc_bias(logits, gated.flatten(-2))
 
     def _structure_of(self, elapsed: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
         """elapsed (...,) steps, sounding (..., 128) 0/1 -> (..., d) the structural input."""

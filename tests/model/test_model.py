@@ -531,6 +531,28 @@ def test_cc_lane_values_gives_each_lane_its_own_value_scores_from_the_decoder_st
         VAE(dataclasses.replace(base, embedding="plain", cc_lane_values=True, structural=False))
 
 
+def test_cc_hold_is_the_steps_until_the_lanes_next_value():
+    """Layout.cc_hold: each CC token holds until its lane's next token (or the window's end): a lane's holds sum to
+    the steps from its first token to the end, and the performance's curve keeps the token's value over its hold;
+    other tokens hold 0."""
+    perfs, ids = _real_batch()
+    m = VAE(_rich())
+    hold = m.layout.cc_hold(ids, 128)
+    kind, step = m.layout.kind[ids], m.layout.elapsed(ids)
+    assert float(hold[kind < 7].abs().max()) == 0.0
+    for b, p in enumerate(perfs):
+        for lane in range(m.layout.n_cc):
+            at = (kind[b] == 7 + lane).nonzero()[:, 0]
+            assert float(hold[b, at].sum()) == 128 - int(step[b, at[0]])
+            for t in at.tolist():
+                e, n = int(step[b, t]), int(hold[b, t])
+                assert (p.cc[lane, e:e + n] == int(ids[b, t] - m.layout.cc0) % 128).all()
+    # a hand-made stream: lane 0 at steps 0 and 5, lane 1 at step 2
+    c0, s0 = m.layout.cc0, m.layout.shift0
+    ids = torch.tensor([[1, c0 + 10, s0 + 1, c0 + 128 + 3, s0 + 2, c0 + 20, 2]])  # BOS cc shift2 cc shift3 cc EOS
+    assert m.layout.cc_hold(ids, 8).tolist() == [[0, 5, 0, 6, 0, 3, 0]]
+
+
 def test_cc_pool_hands_each_beat_slot_its_steps_lane_values():
     m = VAE(_rich(pool="beat", latent_dim=32, plan_input=True, cc_plan=True, cc_pool=True)).eval()
     _, ids = _real_batch()

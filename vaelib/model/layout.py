@@ -58,6 +58,23 @@ class Layout(nn.Module):
         """(B, T) grid steps elapsed after each token, the token itself included."""
         return self.advance[ids].cumsum(1)
 
+    def cc_hold(self, ids: torch.Tensor, n_steps: int) -> torch.Tensor:
+        """(B, T) float: for each CC token, the grid steps its value holds (until the lane's next token, or until
+        ``n_steps``, the window's end); 0 for every other token."""
+        step = self.elapsed(ids)  # a CC token's own step: it does not advance the time
+        lane = torch.where(self.kind[ids] >= 7, self.kind[ids] - 7, -1)  # (B, T)
+        end = torch.full_like(step, n_steps)
+        hold = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+        for l in range(self.n_cc):
+            at = lane == l
+            if not bool(at.any()):
+                continue
+            mark = torch.where(at, step, end)  # the lane's token steps, the window's end elsewhere
+            after = mark.flip(1).cummin(1).values.flip(1)  # min over positions >= t
+            nxt = torch.cat([after[:, 1:], end[:, :1]], 1)  # min over positions > t: the lane's next token's step
+            hold = torch.where(at, (nxt - step).clamp_min(0).float(), hold)
+        return hold
+
     def sounding(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T, 128) float: 1 where a pitch sounds after each token, the token itself included."""
         B, T = ids.shape

@@ -252,6 +252,11 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
         return None
 
     log = open(metrics_path, "a") if rank == 0 else None
+    n_steps = config.model.steps_per_bar * config.model.n_bars
+
+    def hold_of(ids):
+        """(B, T - 1) the steps each target CC token's value holds (TrainConfig.cc_hold_weight)."""
+        return model.layout.cc_hold(ids, n_steps)[:, 1:]
 
     def validate(epoch_) -> int:
         """Collapse diagnostics on the validation batches, logged as a ``val`` row (rank 0; own RNG)."""
@@ -285,7 +290,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
                          with_accuracy=detail, notes_logits=out.get("notes_logits"),
                          notes_targets=out.get("notes_targets"), notes_weight=t.notes_weight,
                          per_token=t.loss_scale == "token", cc_logits=out.get("cc_logits"),
-                         cc_targets=out.get("cc_targets"), cc_weight=t.cc_weight)
+                         cc_targets=out.get("cc_targets"), cc_weight=t.cc_weight,
+                         cc_hold=hold_of(ids) if t.cc_hold_weight else None, cc_hold_weight=t.cc_hold_weight)
             bad = torch.tensor(float(not torch.isfinite(parts["loss"])), device=dev)
             if world > 1:
                 dist.all_reduce(bad, op=dist.ReduceOp.MAX)  # every rank must skip together, or DDP hangs

@@ -181,10 +181,11 @@ class TrainConfig:
     free_bits: float = 0.0  # nats per latent dimension excluded from the KL penalty (0 = paper)
     word_dropout: float = 0.0  # decoder input tokens replaced by PAD with this probability
     cc_word_dropout: float = -1.0  # the same for CC tokens alone; < 0: word_dropout's rate
-    # Weight each CC token's CE by how long its value holds (vaelib.model.objective: 0 off, 1 in proportion to the
-    # hold), the CC tokens keeping their total weight: a value held for a bar counts as the 32 steps it fills in
-    # the curves CC-ME compares, a value held for one step as one.
+    # Weight each CC token's CE by how long its value holds (vaelib.model.objective; 0 off): cc_hold_base + this
+    # weight times its hold over the batch's mean hold, so a value held for a bar counts for more than one held for
+    # a step, as it does in the curves CC-ME compares. Other tokens keep weight 1.
     cc_hold_weight: float = 0.0
+    cc_hold_base: float = 1.0
     grad_clip: float = 1.0  # global grad-norm clip
     ckpt_every: int = 500  # steps between checkpoints (and one at the end)
     keep_ckpts: int = 3  # checkpoints kept on disk

@@ -165,3 +165,12 @@ def test_latent_lr_scale_speeds_only_the_latent_pathway():
     for n, p in names.items():
         assert scale[id(p)] == (3.0 if n.startswith(LATENT_PATHWAY) else 1.0), n
     assert scale[id(model.to_mu.weight)] == 3.0 and scale[id(model.decoder[0].ff.net[0].weight)] == 1.0
+
+
+def test_cc_hold_weight_reaches_the_trained_loss_and_not_the_reported_ce(data_dir, tmp_path):
+    """The first step of two runs that differ only in cc_hold_weight: same model, batch and sampled z, so the same
+    CE; the optimised loss differs, since a CC token then counts by how long its value holds."""
+    rows = [[r for r in fit(fast_config(**kw), data_dir, tmp_path / str(i), max_steps=1) if r["split"] == "train"][0]
+            for i, kw in enumerate([{}, {"cc_hold_weight": 1.0, "cc_hold_base": 0.0}])]
+    assert rows[0]["losses/ce"] == pytest.approx(rows[1]["losses/ce"], rel=1e-6)
+    assert abs(rows[0]["losses/loss"] - rows[1]["losses/loss"]) > 1e-3

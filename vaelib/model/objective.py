@@ -16,10 +16,10 @@ Options of the recommended objective (both off in the paper's):
     summed over steps, nats per sequence), so z must carry the notes;
   * ``cc_weight`` adds w_cc · CE of the CC head or the CC plan (every lane's value at every grid step, predicted from
     z alone; the plan hands in log-probabilities, on which the CE is the same NLL), so z must carry the automation;
-  * ``cc_hold_weight`` α reweights the CC tokens' CE by how long each token's value holds: token weight
-    (1 − α) + α · hold / mean hold (over the batch's CC tokens), so the CC tokens keep their total weight and a lane
-    value that holds for a bar counts for more than one that holds for a step, as it does in the curves CC-ME
-    compares. The reported ``ce`` stays unweighted;
+  * ``cc_hold_weight`` α weights each CC token's CE by its share of the curve it draws: token weight
+    a + α · hold / mean hold (the steps its value holds, over their mean among the batch's CC tokens; a is
+    ``cc_hold_base``), so a lane value that holds for a bar counts for more than one that holds for a step, as it
+    does in the curves CC-ME compares. The reported ``ce`` stays unweighted;
   * ``per_token`` divides the whole loss by the batch's mean real tokens per sequence: the same objective on a
     scale whose gradient norm is O(1), so gradient clipping acts on outliers instead of on every step.
 
@@ -56,12 +56,12 @@ def elbo(logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: 
          free_bits: float = 0.0, with_accuracy: bool = True, notes_logits: torch.Tensor | None = None,
          notes_targets: torch.Tensor | None = None, notes_weight: float = 0.0, per_token: bool = False,
          cc_logits: torch.Tensor | None = None, cc_targets: torch.Tensor | None = None, cc_weight: float = 0.0,
-         cc_hold: torch.Tensor | None = None, cc_hold_weight: float = 0.0) -> dict:
+         cc_hold: torch.Tensor | None = None, cc_hold_weight: float = 0.0, cc_hold_base: float = 1.0) -> dict:
     """Negative ELBO for one batch.
 
     logits (B, T, V), targets (B, T) long with PAD=0 ignored, mu/logvar (B, D); ``beta`` the KL weight,
     ``free_bits`` λ in nats per dimension (0 = off); ``cc_hold`` (B, T) the steps each target CC token's value holds
-    (``Layout.cc_hold``, 0 elsewhere), used with ``cc_hold_weight``. Returns a dict of fp32 tensors:
+    (``Layout.cc_hold``, 0 elsewhere), used with ``cc_hold_weight`` and ``cc_hold_base``. Returns a dict of fp32 tensors:
       loss          scalar, CE + β·KL_penalised (+ w·notes + w_cc·cc), per sequence, mean over batch (what is optimised;
                     divided by the mean tokens per sequence when ``per_token``)
       notes         scalar, the notes head's CE summed over grid steps, mean over sequences (with ``notes_logits``)
@@ -89,7 +89,7 @@ def elbo(logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: 
     if cc_hold is not None and cc_hold_weight:
         is_cc = (cc_hold > 0) & mask
         mean_hold = cc_hold[is_cc].mean() if bool(is_cc.any()) else cc_hold.new_ones(())
-        w = torch.where(is_cc, (1.0 - cc_hold_weight) + cc_hold_weight * cc_hold / mean_hold, 1.0)
+        w = torch.where(is_cc, cc_hold_base + cc_hold_weight * cc_hold / mean_hold, 1.0)
         fit_ce = (ce_tok * w).sum(1).mean()
     loss = fit_ce + beta * kl_pen
     extra = {}

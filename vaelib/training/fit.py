@@ -291,7 +291,8 @@ def fit(config: ExperimentConfig, data_dir, run_dir, max_steps: int | None = Non
                          notes_targets=out.get("notes_targets"), notes_weight=t.notes_weight,
                          per_token=t.loss_scale == "token", cc_logits=out.get("cc_logits"),
                          cc_targets=out.get("cc_targets"), cc_weight=t.cc_weight,
-                         cc_hold=hold_of(ids) if t.cc_hold_weight else None, cc_hold_weight=t.cc_hold_weight)
+                         cc_hold=hold_of(ids) if t.cc_hold_weight else None, cc_hold_weight=t.cc_hold_weight,
+                         cc_hold_base=t.cc_hold_base)
             bad = torch.tensor(float(not torch.isfinite(parts["loss"])), device=dev)
             if world > 1:
                 dist.all_reduce(bad, op=dist.ReduceOp.MAX)  # every rank must skip together, or DDP hangs

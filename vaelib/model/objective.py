@@ -61,9 +61,11 @@ def elbo(logits: torch.Tensor, targets: torch.Tensor, mu: torch.Tensor, logvar: 
 
     logits (B, T, V), targets (B, T) long with PAD=0 ignored, mu/logvar (B, D); ``beta`` the KL weight,
     ``free_bits`` λ in nats per dimension (0 = off); ``cc_hold`` (B, T) the steps each target CC token's value holds
-    (``Layout.cc_hold``, 0 elsewhere), used with ``cc_hold_weight`` and ``cc_hold_base``. Returns a dict of fp32 tensors:
-      loss          scalar, CE + β·KL_penalised (+ w·notes + w_cc·cc), per sequence, mean over batch (what is optimised;
-                    divided by the mean tokens per sequence when ``per_token``)
+    (``Layout.cc_hold``, 0 elsewhere; a token overwritten at its own step holds 0 and counts 1), used with
+    ``cc_hold_weight`` and ``cc_hold_base``. Returns a dict of fp32 tensors:
+      loss          scalar, CE (hold-weighted with ``cc_hold_weight``) + β·KL_penalised (+ w·notes + w_cc·cc), per
+                    sequence, mean over batch (what is optimised; divided by the mean tokens per sequence when
+                    ``per_token``)
       notes         scalar, the notes head's CE summed over grid steps, mean over sequences (with ``notes_logits``)
       cc            scalar, the CC head's CE summed over grid steps and lanes, mean over sequences (with ``cc_logits``;
                     steps before a lane's first value are left out)

@@ -199,11 +199,12 @@ class VAE(IncrementalDecoding, SlotLayout, nn.Module):
         logits = F.linear(h, self.embedding_matrix().to(h.dtype))
         if self.cc_value_gate is None:
             return logits
-        # (h * g_l) . value_v for every lane l and value v: what each lane's own gate adds to the shared value score
+        # (h * g_l) . value_v = h . (g_l * value_v) for every lane l and value v: what each lane's own gate adds to
+        # the shared value score, as one (n_cc * 128, d) matrix in the vocabulary's CC order (lane-major)
         r = self.layout.ccv_row0
-        values = self.value_emb.weight[r:r + 128].to(h.dtype)  # (128, d) the CC value rows every lane shares
-        gated = (h[..., None, :] * self.cc_value_gate.to(h.dtype)) @ values.T  # (..., n_cc, 128)
-        return self._add_cc_bias(logits, gated.flatten(-2))
+        values = self.value_emb.weight[r:r + 128]  # (128, d) the CC value rows every lane shares
+        gated = (self.cc_value_gate[:, None, :] * values[None]).flatten(0, 1)  # (n_cc * 128, d)
+        return self._add_cc_bias(logits, F.linear(h, gated.to(h.dtype)))
 
     def _structure_of(self, elapsed: torch.Tensor, sounding: torch.Tensor) -> torch.Tensor:
         """elapsed (...,) steps, sounding (..., 128) 0/1 -> (..., d) the structural input."""

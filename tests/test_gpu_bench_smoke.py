@@ -30,10 +30,11 @@ def test_flops_per_token_matches_the_issue_figure_for_paper_dims():
 @pytest.mark.parametrize("preset", ["tiny", "small", "paper"])
 def test_param_count_from_config_equals_the_built_model(preset):
     # the FLOP formula counts the paper's architecture (plain embedding, mean pool, no notes head); the recommended
-    # extras (factorised table, structural tables, beat slots, notes head and its plan, the CC plan) are left out of it
+    # extras (factorised table, structural tables, beat slots, notes head and its plan, the CC plan, the CC lanes'
+    # value gates) are left out of it
     cfg = dataclasses.replace(get_preset(preset).model, embedding="plain", structural=False, notes_head=False,
                               plan_memory=False, plan_input=False, cc_head=False, pool="mean", cc_plan=False,
-                              cc_copy=False, cc_pool=False)
+                              cc_copy=False, cc_pool=False, cc_lane_values=False)
     m = VAE(cfg)
     count = gpu.stack_params(cfg)
     assert count["encoder"] == sum(p.numel() for p in m.encoder.parameters())
